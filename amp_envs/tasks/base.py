@@ -74,7 +74,7 @@ class Vocab:
     # numbers ------------------------------------------------------------------------------
     def number(self, values: np.ndarray | int) -> np.ndarray:
         """Token of each integer; integers outside the number range become `?`."""
-        v = np.asarray(values)
+        v = np.asarray(values, dtype=np.int64)
         ok = (v >= self.number_lo) & (v <= self.number_hi)
         return np.where(ok, v - self.number_lo + self.number_base, UNKNOWN)
 
@@ -140,13 +140,13 @@ class Contexts:
             self.facts[idx], self.names[idx], self.name_index[idx], {k: v[idx] for k, v in self.data.items()}
         )
 
-    def put(self, idx: np.ndarray, other: Contexts) -> None:
-        """Overwrite the contexts at `idx` with `other` (same task and size), in place."""
-        self.facts[idx] = other.facts
-        self.names[idx] = other.names
-        self.name_index[idx] = other.name_index
+    def put(self, idx: np.ndarray, other: Contexts, other_idx: np.ndarray | slice = slice(None)) -> None:
+        """Overwrite the contexts at `idx` with `other[other_idx]` (same task and size), in place."""
+        self.facts[idx] = other.facts[other_idx]
+        self.names[idx] = other.names[other_idx]
+        self.name_index[idx] = other.name_index[other_idx]
         for k, v in self.data.items():
-            v[idx] = other.data[k]
+            v[idx] = other.data[k][other_idx]
 
 
 def check_size(name: str, value: object, minimum: int) -> int:
@@ -316,11 +316,18 @@ class Task:
         return self.difficulty(ctx, ctx_idx, questions) * len(self.kinds) + self.kind_of(questions)
 
     def correct(
-        self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray, answers: np.ndarray
+        self,
+        ctx: Contexts,
+        ctx_idx: np.ndarray,
+        questions: np.ndarray,
+        answers: np.ndarray,
+        truth: np.ndarray | None = None,
     ) -> np.ndarray:
-        """(M,) bool: is each answer right. Exact match by default; tasks with several right
-        answers (shortest-path next steps) override it."""
-        truth = self.ground_truth(ctx, ctx_idx, questions)
+        """(M,) bool: is each answer right. `truth`, if given, is `ground_truth` of the questions
+        (precomputed). Exact match by default; tasks with several right answers (shortest-path
+        next steps) override it."""
+        if truth is None:
+            truth = self.ground_truth(ctx, ctx_idx, questions)
         return np.all(np.asarray(answers)[:, : self.answer_len] == truth, axis=1)
 
     def element(self, ctx: Contexts, ctx_idx: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -337,6 +344,8 @@ class Task:
 
     def make_names(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Random distinct names for `size` elements per context, and the inverse map."""
+        if self.vocab.num_names == 0:  # a task without element names (wildcard search)
+            return np.zeros((batch, 0), np.int64), np.zeros((batch, 0), np.int64)
         perm = random_permutations(rng, batch, self.vocab.num_names)
         names = perm[:, : self.size] + self.vocab.name_base
         name_index = np.full((batch, self.vocab.num_names), -1, dtype=np.int64)
@@ -399,6 +408,8 @@ class Task:
         rest is ignored). Where `done`, the final answer is valid; elsewhere the next subquestion.
         """
         m = len(questions)
+        if sub_answers.shape[1] == 0:  # a zero budget: H still needs a slot to index
+            sub_answers = np.full((m, 1, self.answer_len), UNKNOWN, dtype=np.int64)
         num_slots = sub_answers.shape[1]
         rows = np.arange(m)
         decided = np.zeros(m, dtype=bool)

@@ -36,6 +36,8 @@ class PermutationPower(Task):
         super().__init__(size, max_size)
         self.vocab = Vocab(["pow", "0", "1"], num_names=self.max_size)
         self.bit0, self.bit1 = self.vocab.sym("0"), self.vocab.sym("1")
+        assert self.bit1 == self.bit0 + 1
+        self.pow_token = self.vocab.sym("pow")
         self.max_facts = self.max_size
 
     # -- encoding ---------------------------------------------------------------------------
@@ -49,9 +51,9 @@ class PermutationPower(Task):
 
     def power_of(self, questions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(k, well_formed) of each question (k = 0 where not well formed)."""
-        bits = questions[:, 1 : 1 + K_BITS]
-        ok = (questions[:, 0] == self.vocab.sym("pow")) & np.all((bits == self.bit0) | (bits == self.bit1), 1)
-        k = (bits == self.bit1) @ BIT_WEIGHTS
+        bits = questions[:, 1 : 1 + K_BITS] - self.bit0  # 0 or 1 where well formed
+        ok = (bits.view(np.uint64) <= 1).all(axis=1) & (questions[:, 0] == self.pow_token)
+        k = bits @ BIT_WEIGHTS
         ok &= k >= 1
         return np.where(ok, k, 0), ok
 
@@ -62,12 +64,17 @@ class PermutationPower(Task):
         names, name_index = self.make_names(rng, batch)
         rows = np.stack([names, np.take_along_axis(names, perm, axis=1)], axis=2)
         facts = self.pack_facts(rng, rows, np.ones((batch, n), dtype=bool))
-        # doubling[b, i] = s^(2^i): ground truth for any k is K_BITS gathers.
-        doubling = np.empty((batch, K_BITS, n), dtype=np.int64)
-        doubling[:, 0] = perm
-        for i in range(1, K_BITS):
-            doubling[:, i] = np.take_along_axis(doubling[:, i - 1], doubling[:, i - 1], axis=1)
-        return Contexts(facts, names, name_index, {"perm": perm, "doubling": doubling})
+        # powers[b, k] = s^k for every k < 64, so the ground truth of any question is one gather.
+        powers = np.empty((batch, 1 << K_BITS, n), dtype=np.int16 if n < 2**15 else np.int64)
+        powers[:, 0] = np.arange(n)
+        powers[:, 1] = perm
+        rows = np.arange(batch)[:, None, None]
+        m = 1
+        while m < 1 << (K_BITS - 1):  # s^(m + j) = s^m o s^j: double the table each pass
+            powers[:, m + 1 : 2 * m + 1] = powers[:, m][rows, powers[:, 1 : m + 1]]
+            m *= 2
+        powers[:, m + 1 :] = powers[:, m][rows, powers[:, 1 : (1 << K_BITS) - m]]
+        return Contexts(facts, names, name_index, {"perm": perm, "powers": powers})
 
     def sample_questions(
         self, ctx: Contexts, rng: np.random.Generator, kinds: Sequence[str] | None = None
@@ -90,13 +97,8 @@ class PermutationPower(Task):
     def ground_truth(self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray) -> np.ndarray:
         k, _ = self.power_of(questions)
         x = self.element(ctx, ctx_idx, questions[:, -1])
-        valid = (k >= 1) & (x >= 0)
-        y = np.maximum(x, 0)
-        doubling = ctx.data["doubling"]
-        for i in range(K_BITS):
-            use = (k >> i) & 1 == 1
-            y = np.where(use, doubling[ctx_idx, i, y], y)
-        return np.where(valid, self.name_of(ctx, ctx_idx, y), UNKNOWN)[:, None]
+        y = ctx.data["powers"][ctx_idx, k, np.maximum(x, 0)]
+        return np.where((k >= 1) & (x >= 0), self.name_of(ctx, ctx_idx, y), UNKNOWN)[:, None]
 
     def lookup(
         self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray, rng: np.random.Generator

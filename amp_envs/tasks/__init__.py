@@ -1,0 +1,44 @@
+"""The task engine: one module per task, each a `Task` subclass (see `base.py`)."""
+
+from __future__ import annotations
+
+from amp_envs.tasks.base import PAD, UNKNOWN, Contexts, Task, Transcripts, Vocab
+from amp_envs.tasks.permutation_power import PermutationPower
+from amp_envs.tasks.sequential_assignment import EvalSum, SequentialAssignment
+from amp_envs.tasks.shortest_path import ShortestPath
+from amp_envs.tasks.union_find import UnionFind
+from amp_envs.tasks.wildcard_search import WildcardSearch
+
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls
+    for cls in (PermutationPower, SequentialAssignment, UnionFind, WildcardSearch, ShortestPath, EvalSum)
+}
+
+
+def make_task(name: str | Task, size: int = 64, **kwargs: object) -> Task:
+    """A task instance by its registered name (or pass an instance through unchanged)."""
+    if isinstance(name, Task):
+        if kwargs or size != name.size:
+            raise ValueError("pass either a Task instance or a task name with options, not both")
+        return name
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
+    return TASKS[name](size=size, **kwargs)
+
+
+__all__ = [
+    "PAD",
+    "UNKNOWN",
+    "TASKS",
+    "Contexts",
+    "EvalSum",
+    "PermutationPower",
+    "SequentialAssignment",
+    "ShortestPath",
+    "Task",
+    "Transcripts",
+    "UnionFind",
+    "Vocab",
+    "WildcardSearch",
+    "make_task",
+]
