@@ -14,6 +14,7 @@ demo: $(VENV)/.installed
 	$(PY) -m amp_envs.demo
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed

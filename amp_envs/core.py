@@ -50,7 +50,9 @@ class EpisodeBatch:
         subquestion_cost: float = 0.0,
     ) -> None:
         if not (isinstance(answerer, str) and answerer in ANSWERER_NAMES) and not callable(answerer):
-            raise ValueError(f"answerer must be one of {list(ANSWERER_NAMES)} or a callable, got {answerer!r}")
+            raise ValueError(
+                f"answerer must be one of {list(ANSWERER_NAMES)} or a callable, got {answerer!r}"
+            )
         budget = task.max_subquestions if max_subquestions is None else max_subquestions
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
             raise ValueError(f"max_subquestions must be an integer >= 0, got {max_subquestions!r}")
@@ -218,7 +220,9 @@ class EpisodeBatch:
                 out = out[:, None]
             want = (len(q), task.answer_len)
             if out.shape != want or not np.issubdtype(out.dtype, np.integer):
-                raise ValueError(f"answerer returned {out.dtype} array of shape {out.shape}; expected int {want}")
+                raise ValueError(
+                    f"answerer returned {out.dtype} array of shape {out.shape}; expected int {want}"
+                )
             if out.min(initial=0) < 0 or out.max(initial=0) >= self._vocab:
                 raise ValueError(f"answerer returned tokens outside the vocabulary [0, {self._vocab - 1}]")
             return out.astype(np.int64, copy=False)
@@ -261,4 +265,3 @@ class EpisodeBatch:
             else:
                 lines.append("Episode over (subquestion budget exhausted).")
         return "\n".join(lines)
-

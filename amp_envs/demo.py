@@ -33,7 +33,9 @@ def show_expert_episodes(size: int, episodes: int, seed: int = 0) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=8, help="context size of the shown episodes")
     parser.add_argument("--episodes", type=int, default=2, help="episodes per environment")
     parser.add_argument("--no-bench", action="store_true", help="skip the engine benchmark")

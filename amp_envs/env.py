@@ -61,7 +61,7 @@ ObsDict = dict[str, Any]
 
 
 class AmpEnv(gym.Env[ObsDict, np.ndarray]):
-    metadata = {"render_modes": ["ansi", "human"]}
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
     def __init__(
         self,
@@ -75,15 +75,21 @@ class AmpEnv(gym.Env[ObsDict, np.ndarray]):
         **task_options: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         self.task = make_task(task, size, **task_options) if not isinstance(task, Task) else task
-        self.episodes = EpisodeBatch(self.task, 1, answerer, question_kinds, max_subquestions, subquestion_cost)
+        self.episodes = EpisodeBatch(
+            self.task, 1, answerer, question_kinds, max_subquestions, subquestion_cost
+        )
         self.observation_space = self.episodes.observation_space
         self.action_space = self.episodes.action_space
         self.render_mode = render_mode
         self._row = np.zeros(1, np.int64)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[ObsDict, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsDict, dict]:
         super().reset(seed=seed)
         if seed is not None:
             self.episodes.clear_pool()

@@ -24,7 +24,9 @@ class ExpertPolicy:
     """Plays H on any amp_envs environment (single or vector)."""
 
     def __init__(self, env_or_task: Any) -> None:
-        task = env_or_task if isinstance(env_or_task, Task) else getattr(env_or_task, "unwrapped", env_or_task)
+        task = (
+            env_or_task if isinstance(env_or_task, Task) else getattr(env_or_task, "unwrapped", env_or_task)
+        )
         task = task if isinstance(task, Task) else getattr(task, "task", None)
         if not isinstance(task, Task):
             raise ValueError(f"ExpertPolicy needs an amp_envs environment or Task, got {env_or_task!r}")

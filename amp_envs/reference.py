@@ -65,6 +65,8 @@ def _sequential_assignment(task: Task, rows: list[tuple[int, ...]], q: list[int]
         return d[0] if len(d) == 1 else f(value(d[0]), value(d[1]))
 
     kind = v.decode(q[0])
+    if kind in ("value", "arg1", "arg2") and q[2] != PAD:
+        return UNKNOWN
     if kind == "value":
         return value(q[1])
     if kind in ("arg1", "arg2"):
@@ -87,7 +89,7 @@ def _union_find(task: Task, rows: list[tuple[int, ...]], q: list[int]) -> int:
             nbrs[x].append(y)
             nbrs[y].append(x)
     kind, x = v.decode(q[0]), q[1]
-    if x not in nbrs:
+    if x not in nbrs or (kind != "adjacent" and q[2] != PAD):
         return UNKNOWN
     # search from x to its class's root: the path gives depth, parent and value
     prev, frontier, root = {x: x}, deque([x]), None

@@ -119,8 +119,9 @@ def test_auxiliary_question_kinds(task, kinds):
 
 def test_learner_as_answerer():
     """A batched callable answers the non-simple subquestions: here a wrong one, then a right one."""
+    # A learner that always says `?`: only k = 2, 3 (lookups alone) can still be solved.
     env = gym.make("Amp/PermutationPower-v0", size=8, answerer=lambda facts, q: np.ones(len(q), np.int64))
-    assert play(env, ExpertPolicy(env), episodes=30)[0] == 0.0
+    assert play(env, ExpertPolicy(env), episodes=60)[0] < 0.2
 
     calls = []
 
@@ -287,7 +288,9 @@ def test_seeding_across_processes():
         "    if te or tr: obs, _ = env.reset(); acc.append(obs['question'].sum())\n"
         "print(acc)\n"
     )
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True) for _ in "ab"]
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True) for _ in "ab"
+    ]
     assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) > 100
 
 

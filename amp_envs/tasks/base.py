@@ -95,6 +95,8 @@ class Vocab:
 
     def decode(self, token: int) -> str:
         token = int(token)
+        if token < 0 or token >= self.size:
+            return f"<{token}>"
         if token == PAD:
             return "_"
         if token == UNKNOWN:
@@ -105,9 +107,7 @@ class Vocab:
             return str(token - self.number_base + self.number_lo)
         if token < self.value_base:
             return letters(token - self.name_base)
-        if token < self.size:
-            return letters(token - self.value_base, upper=True)
-        return f"<{token}>"
+        return letters(token - self.value_base, upper=True)
 
     def decode_seq(self, tokens: np.ndarray) -> str:
         return " ".join(self.decode(t) for t in np.asarray(tokens).ravel() if t != PAD)
@@ -307,7 +307,8 @@ class Task:
         bad = [k for k in kinds if k not in self.episode_kinds]
         if bad or not kinds:
             raise ValueError(
-                f"{self.name}: question kinds {list(kinds)!r} not allowed; choose from {list(self.episode_kinds)}"
+                f"{self.name}: question kinds {list(kinds)!r} not allowed; "
+                f"choose from {list(self.episode_kinds)}"
             )
         return kinds
 
@@ -439,25 +440,31 @@ class Task:
         answerer: AnswerFn | None = None,
     ) -> Transcripts:
         """Play H to the end on every question; subquestions answered as by `answer_subquestions`
-        (ground truth for non-simple ones unless `answerer` is given)."""
+        (ground truth for non-simple ones unless `answerer` is given).
+
+        Drives H's program once, slot by slot (the same order `expert_step` replays), so the cost
+        is linear in the number of subquestions."""
         m = len(questions)
         s = self.max_subquestions
         subq = np.zeros((m, s, self.question_len), dtype=np.int64)
         suba = np.zeros((m, s, self.answer_len), dtype=np.int64)
         n = np.zeros(m, dtype=np.int64)
-        final = np.full((m, self.answer_len), UNKNOWN, dtype=np.int64)
-        active = np.arange(m)
-        for _ in range(s + 1):
-            done, nq, fa = self.expert_step(questions[active], suba[active], n[active])
-            final[active[done]] = fa[done]
-            active, nq = active[~done], nq[~done]
-            if len(active) == 0:
-                break
-            subq[active, n[active]] = nq
-            suba[active, n[active]] = self.answer_subquestions(ctx, ctx_idx[active], nq, rng, answerer)
-            n[active] += 1
-        else:
-            raise RuntimeError(f"{self.name}: expert asked more than {s} subquestions")
+        program = self.expert(questions)
+        asked, question = next(program)
+        try:
+            while True:
+                rows = np.flatnonzero(asked)
+                answer = np.full((m, self.answer_len), UNKNOWN, dtype=np.int64)
+                if len(rows):
+                    if n[rows].max() >= s:
+                        raise RuntimeError(f"{self.name}: expert asked more than {s} subquestions")
+                    answer[rows] = self.answer_subquestions(ctx, ctx_idx[rows], question[rows], rng, answerer)
+                    subq[rows, n[rows]] = question[rows]
+                    suba[rows, n[rows]] = answer[rows]
+                    n[rows] += 1
+                asked, question = program.send(answer)
+        except StopIteration as stop:
+            final = np.asarray(stop.value, dtype=np.int64).reshape(m, self.answer_len)
         return Transcripts(questions, subq, suba, n, final)
 
 
