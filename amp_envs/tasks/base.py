@@ -165,39 +165,6 @@ def randint_below(rng: np.random.Generator, high: np.ndarray) -> np.ndarray:
     return np.minimum((rng.random(np.shape(high)) * high).astype(np.int64), np.asarray(high) - 1)
 
 
-def padded_neighbours(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Adjacency lists from a batch of edge lists.
-
-    src, dst: (B, E) element indices (an entry < 0 is ignored). Returns `nbrs` (B, n, D) with the
-    out-neighbours of each element, padded with -1, and `degree` (B, n).
-    """
-    batch, num_edges = src.shape
-    valid = src >= 0
-    key = np.where(valid, src, n)  # invalid edges sort last
-    order = np.argsort(key, axis=1, kind="stable")
-    s = np.take_along_axis(key, order, axis=1)
-    d = np.take_along_axis(dst, order, axis=1)
-    degree = np.zeros((batch, n + 1), dtype=np.int64)
-    rows = np.repeat(np.arange(batch), num_edges)
-    np.add.at(degree, (rows, s.ravel()), 1)
-    degree = degree[:, :n]
-    width = max(int(degree.max(initial=0)), 1)
-    start = np.concatenate([np.zeros((batch, 1), dtype=np.int64), np.cumsum(degree, axis=1)], axis=1)
-    slot = np.arange(num_edges)[None, :] - np.take_along_axis(start, np.minimum(s, n), axis=1)
-    nbrs = np.full((batch, n + 1, width), -1, dtype=np.int64)
-    nbrs[rows, s.ravel(), slot.ravel()] = d.ravel()
-    return nbrs[:, :n], degree
-
-
-def pick_random_neighbour(
-    nbrs: np.ndarray, degree: np.ndarray, ctx_idx: np.ndarray, node: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """A uniformly random neighbour of each `node` (-1 where it has none)."""
-    deg = degree[ctx_idx, node]
-    j = randint_below(rng, np.maximum(deg, 1))
-    return np.where(deg > 0, nbrs[ctx_idx, node, j], -1)
-
-
 class Task:
     """Interface of one task; one subclass per file under `amp_envs/tasks/`.
 
@@ -291,8 +258,11 @@ class Task:
 
     def is_simple(self, questions: np.ndarray) -> np.ndarray:
         """(M,) bool: a question H answers by reading one fact. Depends on the question alone."""
-        simple = [self.kinds.index(k) for k in self.simple_kinds]
-        return np.isin(self.kind_of(questions), simple)
+        table = getattr(self, "_simple_table", None)
+        if table is None:  # indexed by kind index + 1 (index 0: not a kind)
+            table = np.array([False] + [k in self.simple_kinds for k in self.kinds])
+            self._simple_table = table
+        return table[self.kind_of(questions) + 1]
 
     @property
     def episode_kinds(self) -> tuple[str, ...]:
