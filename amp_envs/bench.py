@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|" + "---:|" * len(columns))
     for name in args.tasks:
         row = bench_task(name, args.size, args.quick)
-        cells = [f"{row[c]:,.0f}" if not c.startswith("x ") else f"{row[c]:,.0f}x" for c in columns]
+        cells = [
+            "n/a" if np.isnan(row[c]) else f"{row[c]:,.0f}x" if c.startswith("x ") else f"{row[c]:,.0f}"
+            for c in columns
+        ]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -275,16 +275,16 @@ class SequentialAssignment(Task):
         if fact[0] == PAD:
             return ""
         if fact[0] == self.kind_tok[F]:
-            return f"f({d(fact[1])}, {d(fact[2])}) = {d(fact[3])}"
+            return f"op({d(fact[1])}, {d(fact[2])}) = {d(fact[3])}"
         if fact[3] == PAD:
             return f"{d(fact[0])} := {d(fact[2])}"
-        return f"{d(fact[0])} := f({d(fact[2])}, {d(fact[3])})"
+        return f"{d(fact[0])} := op({d(fact[2])}, {d(fact[3])})"
 
     def render_question(self, question: np.ndarray) -> str:
         q = self.clamp_tokens(np.asarray(question)[None, :])[0]
         d = self.vocab.decode
         if q[0] == self.kind_tok[F] and self.is_base_value(q[1:]).all():
-            return f"f({d(q[1])}, {d(q[2])}) = ?"
+            return f"op({d(q[1])}, {d(q[2])}) = ?"
         if q[0] in self.kind_tok[[ARG1, ARG2, VALUE]] and self.vocab.is_name(q[1]) and q[2] == PAD:
             return f"{d(q[0])}({d(q[1])}) = ?"
         return f"(malformed: {self.vocab.decode_seq(question)})"
