@@ -74,7 +74,7 @@ def test_make_without_prior_import():
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
-@pytest.mark.parametrize("size", [4, 8, 16, 64])
+@pytest.mark.parametrize("size", [2, 4, 8, 16, 64, 256])
 def test_expert_with_oracle_easier_solves_every_episode(env_id, size):
     env = gym.make(env_id, size=size)
     mean, infos = play(env, ExpertPolicy(env), episodes=60, seed=size)
