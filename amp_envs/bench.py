@@ -61,7 +61,7 @@ def bench_task(name: str, size: int, quick: bool) -> dict[str, float]:
 
     ctx = task.generate(rng, n_ctx)
     idx = np.repeat(np.arange(n_ctx), per_ctx)
-    questions = task.sample_questions(ctx.take(idx), rng)
+    questions = task.sample_questions(ctx, rng, ctx_idx=idx)
     # Truth for the questions H actually asks: collect one round of H's transcripts' subquestions.
     transcripts = task.run_expert(ctx, idx, questions, rng)
     asked = np.arange(task.max_subquestions)[None, :] < transcripts.num_sub[:, None]

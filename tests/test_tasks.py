@@ -19,7 +19,7 @@ def questions_of_every_kind(task, ctx, rng, per_ctx: int):
     idx = np.repeat(np.arange(len(ctx)), per_ctx)
     qs, ids = [], []
     for kind in task.episode_kinds:
-        q = task.sample_questions(ctx.take(idx), rng, (kind,))
+        q = task.sample_questions(ctx, rng, (kind,), ctx_idx=idx)
         tr = task.run_expert(ctx, idx, q, rng)
         asked = np.arange(task.max_subquestions)[None, :] < tr.num_sub[:, None]
         qs += [q, tr.sub_questions[asked]]
@@ -35,7 +35,7 @@ def test_expert_with_true_subanswers_reproduces_ground_truth(name, size):
     ctx = task.generate(rng, 100)
     idx = np.repeat(np.arange(100), 20)
     for kind in task.episode_kinds:
-        q = task.sample_questions(ctx.take(idx), rng, (kind,))
+        q = task.sample_questions(ctx, rng, (kind,), ctx_idx=idx)
         tr = task.run_expert(ctx, idx, q, rng)
         truth = task.ground_truth(ctx, idx, q)
         assert (truth != UNKNOWN).all()
@@ -97,7 +97,7 @@ def test_every_hard_subquestion_of_a_main_question_is_strictly_easier(name, size
     rng = np.random.default_rng(3)
     ctx = task.generate(rng, 50)
     idx = np.repeat(np.arange(50), 20)
-    q = task.sample_questions(ctx.take(idx), rng)
+    q = task.sample_questions(ctx, rng, ctx_idx=idx)
     tr = task.run_expert(ctx, idx, q, rng)
     key = task.easier_key(ctx, idx, q)
     for j in range(task.max_subquestions):
@@ -134,7 +134,7 @@ def test_sizes_from_tiny_to_large(name, size):
     assert ctx.facts.shape == (8, task.max_facts, task.fact_len)
     assert ctx.facts.min() >= 0 and ctx.facts.max() < len(task.vocab)
     idx = np.repeat(np.arange(8), 10)
-    q = task.sample_questions(ctx.take(idx), rng)
+    q = task.sample_questions(ctx, rng, ctx_idx=idx)
     assert np.array_equal(task.run_expert(ctx, idx, q, rng).answers, task.ground_truth(ctx, idx, q))
 
 
@@ -150,7 +150,7 @@ def test_curriculum_sizes_share_one_vocabulary(name):
     rng = np.random.default_rng(0)
     ctx = small.generate(rng, 20)
     idx = np.repeat(np.arange(20), 10)
-    q = small.sample_questions(ctx.take(idx), rng)
+    q = small.sample_questions(ctx, rng, ctx_idx=idx)
     assert np.array_equal(small.run_expert(ctx, idx, q, rng).answers, small.ground_truth(ctx, idx, q))
 
 
@@ -195,7 +195,7 @@ def test_stepwise_expert_agrees_with_run_expert(name):
     task = make_task(name, 16)
     ctx = task.generate(np.random.default_rng(4), 30)
     idx = np.repeat(np.arange(30), 10)
-    q = task.sample_questions(ctx.take(idx), np.random.default_rng(5))
+    q = task.sample_questions(ctx, np.random.default_rng(5), ctx_idx=idx)
     whole = task.run_expert(ctx, idx, q, np.random.default_rng(6))
     rng = np.random.default_rng(6)
     m, s = len(q), task.max_subquestions

@@ -149,6 +149,11 @@ class Contexts:
             v[idx] = other.data[k][other_idx]
 
 
+def question_rows(ctx: Contexts, ctx_idx: np.ndarray | None) -> np.ndarray:
+    """The context of each question to sample: `ctx_idx`, or one question per context."""
+    return np.arange(len(ctx)) if ctx_idx is None else np.asarray(ctx_idx, dtype=np.int64)
+
+
 def check_size(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -203,9 +208,14 @@ class Task:
         raise NotImplementedError
 
     def sample_questions(
-        self, ctx: Contexts, rng: np.random.Generator, kinds: Sequence[str] | None = None
+        self,
+        ctx: Contexts,
+        rng: np.random.Generator,
+        kinds: Sequence[str] | None = None,
+        ctx_idx: np.ndarray | None = None,
     ) -> np.ndarray:
-        """One random episode question per context, of the given kinds (default: `main_kinds`)."""
+        """One random episode question per entry of `ctx_idx` (default: one per context), of the
+        given kinds (default: `main_kinds`)."""
         raise NotImplementedError
 
     def is_valid(self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray) -> np.ndarray:

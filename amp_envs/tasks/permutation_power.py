@@ -16,7 +16,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from amp_envs.tasks.base import PAD, UNKNOWN, Contexts, ExpertProgram, Task, Vocab, random_permutations
+from amp_envs.tasks.base import (
+    PAD,
+    UNKNOWN,
+    Contexts,
+    ExpertProgram,
+    Task,
+    Vocab,
+    question_rows,
+    random_permutations,
+)
 
 K_BITS = 6
 BIT_WEIGHTS = 1 << np.arange(K_BITS - 1, -1, -1)  # most significant bit first
@@ -77,13 +86,17 @@ class PermutationPower(Task):
         return Contexts(facts, names, name_index, {"perm": perm, "powers": powers})
 
     def sample_questions(
-        self, ctx: Contexts, rng: np.random.Generator, kinds: Sequence[str] | None = None
+        self,
+        ctx: Contexts,
+        rng: np.random.Generator,
+        kinds: Sequence[str] | None = None,
+        ctx_idx: np.ndarray | None = None,
     ) -> np.ndarray:
         self.check_kinds(kinds)
-        b = len(ctx)
-        k = rng.integers(2, 1 << K_BITS, size=b)
-        x = rng.integers(0, self.size, size=b)
-        return self.encode(k, ctx.names[np.arange(b), x])
+        idx = question_rows(ctx, ctx_idx)
+        k = rng.integers(2, 1 << K_BITS, size=len(idx))
+        x = rng.integers(0, self.size, size=len(idx))
+        return self.encode(k, ctx.names[idx, x])
 
     # -- answers ----------------------------------------------------------------------------
     def is_valid(self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ from amp_envs.tasks.base import (
     ExpertProgram,
     Task,
     Vocab,
+    question_rows,
     randint_below,
     random_permutations,
 )
@@ -214,12 +215,16 @@ class SequentialAssignment(Task):
         return Contexts(facts, names, name_index, data)
 
     def sample_questions(
-        self, ctx: Contexts, rng: np.random.Generator, kinds: Sequence[str] | None = None
+        self,
+        ctx: Contexts,
+        rng: np.random.Generator,
+        kinds: Sequence[str] | None = None,
+        ctx_idx: np.ndarray | None = None,
     ) -> np.ndarray:
         self.check_kinds(kinds)
-        b = len(ctx)
-        x = rng.integers(0, self.size, size=b)
-        return self.encode(VALUE, ctx.names[np.arange(b), x])
+        idx = question_rows(ctx, ctx_idx)
+        x = rng.integers(0, self.size, size=len(idx))
+        return self.encode(VALUE, ctx.names[idx, x])
 
     # -- answers ----------------------------------------------------------------------------
     def is_valid(self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray) -> np.ndarray:

@@ -38,7 +38,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from amp_envs.tasks.base import PAD, UNKNOWN, Contexts, ExpertProgram, Task, Vocab, randint_below
+from amp_envs.tasks.base import (
+    PAD,
+    UNKNOWN,
+    Contexts,
+    ExpertProgram,
+    Task,
+    Vocab,
+    question_rows,
+    randint_below,
+)
 
 STEP, DIST, EDGE, OUT = range(4)  # indices into ShortestPath.kinds
 
@@ -239,21 +248,26 @@ class ShortestPath(Task):
         return Contexts(facts, names, name_index, data)
 
     def sample_questions(
-        self, ctx: Contexts, rng: np.random.Generator, kinds: Sequence[str] | None = None
+        self,
+        ctx: Contexts,
+        rng: np.random.Generator,
+        kinds: Sequence[str] | None = None,
+        ctx_idx: np.ndarray | None = None,
     ) -> np.ndarray:
         kinds = self.check_kinds(kinds)
-        b = len(ctx)
+        idx = question_rows(ctx, ctx_idx)
+        b = len(idx)
         n = ctx.names.shape[1]
         tokens = np.array([self.vocab.sym(k) for k in kinds])
         kind = tokens[rng.integers(0, len(kinds), size=b)]
         # a != b, both uniform among the vertices the facts name (there are always two or more)
-        present = ctx.data["present"]
+        present = ctx.data["present"][idx]
         x = np.argmin(np.where(present, rng.random((b, n)), 2.0), axis=1)
         rows = np.arange(b)
         other = present.copy()
         other[rows, x] = False
         y = np.argmin(np.where(other, rng.random((b, n)), 2.0), axis=1)
-        return self.encode(kind, ctx.names[rows, x], ctx.names[rows, y])
+        return self.encode(kind, ctx.names[idx, x], ctx.names[idx, y])
 
     # -- answers ----------------------------------------------------------------------------
     def is_valid(self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray) -> np.ndarray:

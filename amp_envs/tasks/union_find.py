@@ -44,6 +44,7 @@ from amp_envs.tasks.base import (
     ExpertProgram,
     Task,
     Vocab,
+    question_rows,
     randint_below,
     random_permutations,
 )
@@ -184,17 +185,22 @@ class UnionFind(Task):
         return Contexts(facts, names, name_index, data)
 
     def sample_questions(
-        self, ctx: Contexts, rng: np.random.Generator, kinds: Sequence[str] | None = None
+        self,
+        ctx: Contexts,
+        rng: np.random.Generator,
+        kinds: Sequence[str] | None = None,
+        ctx_idx: np.ndarray | None = None,
     ) -> np.ndarray:
         kinds = self.check_kinds(kinds)
-        b = len(ctx)
+        idx = question_rows(ctx, ctx_idx)
+        b = len(idx)
         which = np.array([self.kinds.index(k) for k in kinds])[rng.integers(0, len(kinds), size=b)]
         x = rng.integers(0, self.size, size=b)
         if "parent" in kinds:
             # parent questions ask about a uniformly random non-root
-            key = np.where(ctx.data["depth"] == 0, 2.0, rng.random((b, self.size)))
+            key = np.where(ctx.data["depth"][idx] == 0, 2.0, rng.random((b, self.size)))
             x = np.where(which == PARENT, np.argmin(key, axis=1), x)
-        q = self.encode(0, ctx.names[np.arange(b), x])
+        q = self.encode(0, ctx.names[idx, x])
         q[:, 0] = self.tok[which]
         return q
 

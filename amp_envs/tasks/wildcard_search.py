@@ -23,7 +23,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from amp_envs.tasks.base import PAD, UNKNOWN, Contexts, ExpertProgram, Task, Vocab, random_permutations
+from amp_envs.tasks.base import (
+    PAD,
+    UNKNOWN,
+    Contexts,
+    ExpertProgram,
+    Task,
+    Vocab,
+    question_rows,
+    random_permutations,
+)
 
 #: the longest string supported: the ground-truth table has 3^bits entries per context
 MAX_BITS = 12
@@ -98,10 +107,14 @@ class WildcardSearch(Task):
         return Contexts(facts, names, name_index, {"values": values, "sums": sums})
 
     def sample_questions(
-        self, ctx: Contexts, rng: np.random.Generator, kinds: Sequence[str] | None = None
+        self,
+        ctx: Contexts,
+        rng: np.random.Generator,
+        kinds: Sequence[str] | None = None,
+        ctx_idx: np.ndarray | None = None,
     ) -> np.ndarray:
         self.check_kinds(kinds)
-        b, bits = len(ctx), self.bits
+        b, bits = len(question_rows(ctx, ctx_idx)), self.bits
         num_stars = rng.integers(1, bits + 1, size=b)
         rank = np.argsort(rng.random((b, bits)), axis=1)  # a random order of the positions
         digits = np.where(rank < num_stars[:, None], 2, rng.integers(0, 2, size=(b, bits)))
