@@ -355,9 +355,14 @@ class Task:
         questions: np.ndarray,
         rng: np.random.Generator,
         answerer: AnswerFn | None = None,
+        learned: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Answers as an environment gives them: simple questions from the context, malformed
-        ones `?`, the rest by `answerer(ctx_idx, questions)` (ground truth if None)."""
+        """Answers as an environment gives them: simple questions from the context (`lookup`),
+        malformed ones `?`, the rest by `learned` (a learner's answers (M, La) for every row,
+        used where needed), else by `answerer(ctx_idx, questions)`, else the ground truth.
+
+        With `learned` or `answerer` given this never reads the ground truth: that is what lets
+        Iterated Amplification build its targets without it."""
         m = len(questions)
         out = np.full((m, self.answer_len), UNKNOWN, dtype=np.int64)
         valid = self.is_valid(ctx, ctx_idx, questions)
@@ -366,10 +371,12 @@ class Task:
             out[simple] = self.lookup(ctx, ctx_idx[simple], questions[simple], rng)
         hard = valid & ~simple
         if hard.any():
-            if answerer is None:
-                out[hard] = self.ground_truth(ctx, ctx_idx[hard], questions[hard])
-            else:
+            if learned is not None:
+                out[hard] = learned[hard]
+            elif answerer is not None:
                 out[hard] = answerer(ctx_idx[hard], questions[hard])
+            else:
+                out[hard] = self.ground_truth(ctx, ctx_idx[hard], questions[hard])
         return out
 
     def question(self, *columns: np.ndarray | int) -> np.ndarray:

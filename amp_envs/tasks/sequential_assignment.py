@@ -38,7 +38,6 @@ import numpy as np
 from amp_envs.tasks.base import (
     PAD,
     UNKNOWN,
-    AnswerFn,
     Contexts,
     ExpertProgram,
     Task,
@@ -227,37 +226,27 @@ class SequentialAssignment(Task):
         return self.encode(VALUE, ctx.names[idx, x])
 
     # -- answers ----------------------------------------------------------------------------
+    def _table_answer(self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray) -> np.ndarray:
+        """The precomputed answer of any question (`?` if malformed): one gather."""
+        return ctx.data["qa"].reshape(-1)[self.slot(ctx_idx, questions)][:, None]
+
     def is_valid(self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray) -> np.ndarray:
         # every well-formed question has an answer that is a name or a value, never `?`
-        return self.ground_truth(ctx, ctx_idx, questions)[:, 0] != UNKNOWN
+        return self._table_answer(ctx, ctx_idx, questions)[:, 0] != UNKNOWN
 
     def ground_truth(self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray) -> np.ndarray:
-        return ctx.data["qa"].reshape(-1)[self.slot(ctx_idx, questions)][:, None]
+        return self._table_answer(ctx, ctx_idx, questions)
 
     def lookup(
         self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        # every simple answer is one fact of the context (f in EvalSum: the known sum), deterministic
-        return self.ground_truth(ctx, ctx_idx, questions)
+        # every simple answer is one fact of the context (op in EvalSum: the known sum); a value
+        # question is not simple and gets `?` here
+        answer = self._table_answer(ctx, ctx_idx, questions)
+        return np.where(self.is_simple(questions)[:, None], answer, UNKNOWN)
 
     def difficulty(self, ctx: Contexts, ctx_idx: np.ndarray, questions: np.ndarray) -> np.ndarray:
         return ctx.data["qdepth"].reshape(-1)[self.slot(ctx_idx, questions)]
-
-    def answer_subquestions(
-        self,
-        ctx: Contexts,
-        ctx_idx: np.ndarray,
-        questions: np.ndarray,
-        rng: np.random.Generator,
-        answerer: AnswerFn | None = None,
-    ) -> np.ndarray:
-        """As `Task.answer_subquestions`, in one table lookup (lookup == ground truth here)."""
-        out = self.ground_truth(ctx, ctx_idx, questions)
-        if answerer is not None:
-            hard = (out[:, 0] != UNKNOWN) & ~self.is_simple(questions)
-            if hard.any():
-                out[hard] = answerer(ctx_idx[hard], questions[hard])
-        return out
 
     # -- the expert H -------------------------------------------------------------------------
     def expert(self, questions: np.ndarray) -> ExpertProgram:
