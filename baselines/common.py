@@ -1,0 +1,283 @@
+"""What every learning method shares: the run configuration, question sampling with a difficulty
+curriculum, the replay buffer, turning the model into an answerer, and evaluation on a fixed
+held-out test set."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from amp_envs.tasks import Contexts, Task, make_task
+from amp_envs.tasks.base import UNKNOWN
+from baselines.model import Answerer, ModelConfig
+
+EVAL_SEED = 1810_08575  # the held-out test set's seed (the paper's arXiv number), never trained on
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters shared by every method (each method's file extends this dataclass)."""
+
+    task: str = "PermutationPower"
+    size: int = 8
+    seed: int = 0
+    steps: int = 3000  # optimiser steps (the budget; a run also stops at --max-minutes)
+    max_minutes: float = 0.0  # wall-clock budget; 0 = none
+    batch_contexts: int = 32  # contexts per training batch...
+    questions_per_context: int = 32  # ...and questions asked of each (the context is encoded once)
+    lr: float = 1e-3
+    lr_warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    model: str = "small"  # ModelConfig preset
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    curriculum: str = "difficulty"  # "difficulty" or "none"
+    curriculum_start: int = 1  # first difficulty level (questions of difficulty <= level)
+    curriculum_threshold: float = 0.85  # advance when agreement on the newest level exceeds it
+    curriculum_min_steps: int = 25  # ...and at least this many steps were spent on it
+    eval_every: int = 100
+    eval_contexts: int = 64
+    eval_questions_per_context: int = 16
+    checkpoint_every: int = 250
+    threads: int = 2
+
+    def model_config(self) -> ModelConfig:
+        cfg = ModelConfig.preset(self.model)
+        for key, value in self.model_overrides.items():
+            if not hasattr(cfg, key):
+                raise ValueError(f"unknown model setting {key!r}")
+            setattr(cfg, key, value)
+        return cfg
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_contexts", "questions_per_context", "eval_every", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.curriculum not in ("difficulty", "none"):
+            raise ValueError(f"curriculum must be 'difficulty' or 'none', got {self.curriculum!r}")
+        if not 0 < self.curriculum_threshold <= 1:
+            raise ValueError("curriculum_threshold must be in (0, 1]")
+        self.model_config()
+
+    def make_task(self) -> Task:
+        return make_task(self.task, self.size)
+
+
+def build_model(cfg: TrainConfig, task: Task) -> Answerer:
+    return Answerer(cfg.model_config(), len(task.vocab), task.fact_len, task.question_len)
+
+
+class Curriculum:
+    """Question difficulty grows as the learner masters it.
+
+    Questions are drawn from the task's natural distribution restricted to difficulty <= level.
+    `update` takes, for the questions of a batch, whether the learner agreed with its target;
+    when the running agreement on the newest level exceeds the threshold (after a minimum
+    number of steps there), the level goes up by one. Once the level reaches the hardest
+    difficulty seen so far, the curriculum is complete and questions are drawn unrestricted.
+    """
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.enabled = cfg.curriculum == "difficulty"
+        self.level = cfg.curriculum_start
+        self.threshold = cfg.curriculum_threshold
+        self.min_steps = cfg.curriculum_min_steps
+        self.agreement = 0.0
+        self.steps_at_level = 0
+        self.max_seen = 0
+
+    @property
+    def max_difficulty(self) -> int | None:
+        return self.level if self.enabled and self.level < self.max_seen else None
+
+    def update(self, agree: np.ndarray, difficulty: np.ndarray) -> None:
+        self.max_seen = max(self.max_seen, int(difficulty.max(initial=0)))
+        frontier = difficulty == min(self.level, int(difficulty.max(initial=0)))
+        if frontier.any():
+            self.agreement = 0.9 * self.agreement + 0.1 * float(agree[frontier].mean())
+        self.steps_at_level += 1
+        if (
+            self.max_difficulty is not None
+            and self.steps_at_level >= self.min_steps
+            and self.agreement > self.threshold
+        ):
+            self.level += 1
+            self.steps_at_level = 0
+            self.agreement = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        keys = ("level", "agreement", "steps_at_level", "max_seen")
+        return {k: getattr(self, k) for k in keys}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def draw_questions(
+    task: Task,
+    ctx: Contexts,
+    rng: np.random.Generator,
+    per_context: int,
+    max_difficulty: int | None = None,
+    oversample: int = 16,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`per_context` episode questions for every context, at most `max_difficulty` hard where
+    possible (the easiest of `oversample` times as many candidates otherwise).
+
+    Returns ctx_idx (B * per_context,), questions (B * per_context, Lq), difficulty."""
+    b = len(ctx)
+    tries = 1 if max_difficulty is None else oversample
+    idx = np.repeat(np.arange(b), per_context * tries)
+    q = task.sample_questions(ctx, rng, ctx_idx=idx)
+    difficulty = task.difficulty(ctx, idx, q)
+    if tries > 1:
+        over = np.maximum(difficulty - max_difficulty, 0)
+        key = (over + rng.random(len(q))).reshape(b, -1)  # allowed ones first, in random order
+        pick = np.argsort(key, axis=1)[:, :per_context] + (np.arange(b) * per_context * tries)[:, None]
+        pick = pick.reshape(-1)
+        idx, q, difficulty = idx[pick], q[pick], difficulty[pick]
+    return idx, q, difficulty
+
+
+class ReplayBuffer:
+    """A ring buffer of (facts, questions, targets) grouped by context, so a sampled batch keeps
+    the many-questions-per-context layout the model is fast on."""
+
+    def __init__(self, capacity: int, facts_shape: tuple[int, int], per_context: int, question_len: int):
+        self.capacity = capacity
+        self.facts = np.zeros((capacity, *facts_shape), np.int64)
+        self.questions = np.zeros((capacity, per_context, question_len), np.int64)
+        self.targets = np.zeros((capacity, per_context), np.int64)
+        self.difficulty = np.zeros((capacity, per_context), np.int64)
+        self.size = 0
+        self.next = 0
+
+    def add(
+        self, facts: np.ndarray, questions: np.ndarray, targets: np.ndarray, difficulty: np.ndarray
+    ) -> None:
+        for i in range(len(facts)):
+            j = self.next
+            self.facts[j], self.questions[j], self.targets[j] = facts[i], questions[i], targets[i]
+            self.difficulty[j] = difficulty[i]
+            self.next = (j + 1) % self.capacity
+            self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, ...]:
+        j = rng.integers(0, self.size, batch)
+        return self.facts[j], self.questions[j], self.targets[j], self.difficulty[j]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("facts", "questions", "targets", "difficulty", "size", "next")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+@torch.no_grad()
+def predict(model: Answerer, facts: np.ndarray, questions: np.ndarray) -> np.ndarray:
+    """The model's answer tokens (B, Q) to questions (B, Q, Lq) about facts (B, F, Lf)."""
+    was_training = model.training
+    model.eval()
+    out = model(torch.from_numpy(facts), torch.from_numpy(questions)).argmax(-1).numpy()
+    model.train(was_training)
+    return out
+
+
+class ModelAnswerer:
+    """X as an environment's `answerer`: a batched callable (facts, questions) -> answers.
+
+    env = gym.make("Amp/PermutationPower-v0", size=8, answerer=ModelAnswerer(model))
+    """
+
+    def __init__(self, model: Answerer) -> None:
+        self.model = model
+
+    def __call__(self, facts: np.ndarray, questions: np.ndarray) -> np.ndarray:
+        # one question per context: (M, F, Lf) and (M, 1, Lq)
+        return predict(self.model, facts, questions[:, None, :])[:, :1].astype(np.int64)
+
+
+@torch.no_grad()
+def amplify(
+    task: Task,
+    model: Answerer,
+    ctx: Contexts,
+    questions: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, int]:
+    """Amplify^H(X): H decomposes each question; simple subquestions are read off the context,
+    the others are answered by `model`. Questions are (B * Q, Lq), Q per context in order.
+
+    Never reads the ground truth: H sees only questions and answers, and `answer_subquestions`
+    is given the learner's answers. Returns the answers (B * Q,) and the subquestions asked."""
+    b = len(ctx)
+    q_per = len(questions) // b
+    ctx_idx = np.repeat(np.arange(b), q_per)
+    facts = torch.from_numpy(ctx.facts)
+    was_training = model.training
+    model.eval()
+    memory = model.encode(facts)
+    program = task.expert(questions)
+    asked, sub = next(program)
+    count = 0
+    try:
+        while True:
+            count += int(asked.sum())
+            sub_t = torch.from_numpy(sub.reshape(b, q_per, -1))
+            learned = model.decode(memory, facts, sub_t).argmax(-1).reshape(-1, 1).numpy()
+            answers = task.answer_subquestions(ctx, ctx_idx, sub, rng, learned=learned)
+            asked, sub = program.send(answers)
+    except StopIteration as stop:
+        final = np.asarray(stop.value).reshape(-1)
+    model.train(was_training)
+    return final, count
+
+
+@dataclass
+class EvalSet:
+    """The fixed held-out test set of a task and size: same seed for every method and run."""
+
+    task: Task
+    ctx: Contexts
+    ctx_idx: np.ndarray
+    questions: np.ndarray
+    difficulty: np.ndarray
+
+    @classmethod
+    def build(cls, task: Task, contexts: int = 64, per_context: int = 16) -> EvalSet:
+        rng = np.random.default_rng([EVAL_SEED, zlib.crc32(task.name.encode()), task.size])
+        ctx = task.generate(rng, contexts)
+        idx = np.repeat(np.arange(contexts), per_context)
+        q = task.sample_questions(ctx, rng, ctx_idx=idx)
+        return cls(task, ctx, idx, q, task.difficulty(ctx, idx, q))
+
+    def evaluate(self, model: Answerer, batch_contexts: int = 64) -> dict[str, Any]:
+        """Exact-answer accuracy overall and per difficulty class."""
+        b = len(self.ctx)
+        per = len(self.questions) // b
+        answers = np.concatenate(
+            [
+                predict(
+                    model,
+                    self.ctx.facts[i : i + batch_contexts],
+                    self.questions.reshape(b, per, -1)[i : i + batch_contexts],
+                ).reshape(-1)
+                for i in range(0, b, batch_contexts)
+            ]
+        )
+        ok = self.task.correct(self.ctx, self.ctx_idx, self.questions, answers[:, None])
+        per_difficulty = {
+            int(d): {
+                "accuracy": float(ok[self.difficulty == d].mean()),
+                "count": int((self.difficulty == d).sum()),
+            }
+            for d in np.unique(self.difficulty)
+        }
+        unknown = float((answers == UNKNOWN).mean())
+        return {"accuracy": float(ok.mean()), "per_difficulty": per_difficulty, "unknown_rate": unknown}

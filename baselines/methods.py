@@ -1,0 +1,54 @@
+"""The learning methods by name: what `amp train --method NAME` runs.
+
+A method is a config dataclass (extending `TrainConfig`), a `train_step(trainer) -> metrics`
+function, and optionally a `setup(trainer)` that creates its extra state. Register your own with
+`register_method` and it is trainable, evaluable and written to the leaderboard like the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from baselines import iterated_amplification, supervised
+from baselines.common import TrainConfig
+from baselines.trainer import Trainer
+
+
+@dataclass(frozen=True)
+class Method:
+    config: type[TrainConfig]
+    train_step: Callable[[Trainer], dict[str, float]]
+    setup: Callable[[Trainer], None] | None = None
+
+
+METHODS: dict[str, Method] = {
+    "supervised": Method(supervised.SupervisedConfig, supervised.train_step),
+    "ia": Method(
+        iterated_amplification.IAConfig, iterated_amplification.train_step, iterated_amplification.setup
+    ),
+}
+
+
+def register_method(name: str, method: Method) -> None:
+    if name in METHODS:
+        raise ValueError(f"a method named {name!r} is already registered")
+    METHODS[name] = method
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def train(method: str, cfg: TrainConfig, **trainer_options: object) -> Trainer:
+    """Train `method` with `cfg`; returns the trainer (model, result path, curve)."""
+    m = get_method(method)
+    if not isinstance(cfg, m.config):
+        raise ValueError(f"method {method!r} takes a {m.config.__name__}, got {type(cfg).__name__}")
+    trainer = Trainer(method, cfg, **trainer_options)  # type: ignore[arg-type]
+    if m.setup is not None:
+        m.setup(trainer)
+    trainer.fit(m.train_step)
+    return trainer

@@ -1,0 +1,185 @@
+"""The answerer X: encode a context once, answer many questions against it.
+
+    facts (B, F, Lf) --embed tokens + role in fact, mix into one vector per fact-->
+        encoder: self-attention over facts (no order: the facts are a set)
+    questions (B, Q, Lq) --embed the same way-->
+        decoder: each question attends to the fact states (questions do not see each other)
+    output: a mixture of a vocabulary softmax and a pointer over every token of every fact
+        (element names are per-episode labels, so the answer is usually copied out of a fact).
+
+Every answer in this project's tasks is one token (answer_len == 1), so the answer is one
+classification over the vocabulary, computed for every question at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    d_model: int = 128
+    n_heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 4
+    d_ff: int = 256
+    dropout: float = 0.0
+
+    @classmethod
+    def preset(cls, name: str) -> ModelConfig:
+        """`small` (default, learns fast on a CPU) or `paper` (the paper's sizes)."""
+        presets = {
+            "small": cls(),
+            "paper": cls(d_model=512, n_heads=8, encoder_layers=6, decoder_layers=3, d_ff=2048),
+        }
+        if name not in presets:
+            raise ValueError(f"unknown model preset {name!r}; choose from {sorted(presets)}")
+        return presets[name]
+
+
+class Block(nn.Module):
+    """Pre-norm attention (self- or cross-) followed by an MLP, both residual."""
+
+    def __init__(self, cfg: ModelConfig, match_features: int) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.match = nn.Linear(match_features, cfg.n_heads, bias=False)
+        self.norm_q = nn.LayerNorm(cfg.d_model)
+        self.norm_kv = nn.LayerNorm(cfg.d_model)
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.norm_mlp = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model)
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor, match: torch.Tensor
+    ) -> torch.Tensor:
+        """x (B, T, d) attends to memory (B, S, d); mask (B, S) is True where memory is real;
+        match (B, T, S, P) are token-equality features (see `token_matches`)."""
+        b, t, d = x.shape
+        h = self.n_heads
+        q = self.q(self.norm_q(x)).view(b, t, h, d // h).transpose(1, 2)
+        k, v = self.kv(self.norm_kv(memory)).view(b, -1, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        bias = self.match(match).permute(0, 3, 1, 2)  # (B, H, T, S)
+        bias = bias.masked_fill(~mask[:, None, None, :], float("-inf"))
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        x = x + self.dropout(self.out(att.transpose(1, 2).reshape(b, t, d)))
+        return x + self.dropout(self.mlp(self.norm_mlp(x)))
+
+
+# Token-equality features are scaled up so that their weights reach useful attention biases
+# (several nats) within a few hundred Adam steps, like a larger learning rate for them.
+MATCH_SCALE = 8.0
+
+
+def token_matches(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, A, C, La * Lb) float: 1 where token i of a[:, x] equals token j of b[:, y] (not PAD).
+
+    Element names are arbitrary per-episode labels: what carries meaning is which facts and
+    questions mention the same element. These features let attention use that directly."""
+    same = (a[:, :, None, :, None] == b[:, None, :, None, :]) & (a != 0)[:, :, None, :, None]
+    return same.flatten(3).float() * MATCH_SCALE
+
+
+class Pointer(nn.Module):
+    """Logits over every fact token (B, T, F * Lf): content (query . key) plus a learned bias from
+    token-equality features, so "the token next to the one that matches x" is easy to point at."""
+
+    def __init__(self, d_model: int, match_features: int, fact_len: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(d_model, d_model)
+        self.match = nn.Linear(match_features, fact_len, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, keys: torch.Tensor, match: torch.Tensor, pad: torch.Tensor
+    ) -> torch.Tensor:
+        b, t, _ = x.shape
+        logits = self.query(x) @ keys.transpose(1, 2) / math.sqrt(x.shape[-1])
+        logits = logits + self.match(match).reshape(b, t, -1)
+        return logits.masked_fill(pad[:, None, :], float("-inf"))
+
+
+class Answerer(nn.Module):
+    """X. `forward(facts, questions)` returns log-probabilities (B, Q, vocab) of the answer token."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, fact_len: int, question_len: int) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.cfg, self.vocab_size = cfg, vocab_size
+        self.embed = nn.Embedding(vocab_size, d)
+        self.fact_role = nn.Parameter(torch.randn(fact_len, d) * 0.02)  # role of a token in its fact
+        self.question_role = nn.Parameter(torch.randn(question_len, d) * 0.02)
+        self.fact_mix = nn.Linear(fact_len * d, d)  # one vector per fact, roles kept apart
+        self.question_mix = nn.Linear(question_len * d, d)
+        self.encoder = nn.ModuleList(Block(cfg, fact_len * fact_len) for _ in range(cfg.encoder_layers))
+        # decoder features: question-token/fact-token equality, and where the previous layer's
+        # pointer's element occurs in the facts ("pointer chasing": one hop per layer)
+        match_features = question_len * fact_len + fact_len
+        self.decoder = nn.ModuleList(Block(cfg, match_features) for _ in range(cfg.decoder_layers))
+        self.chase = nn.ModuleList(Pointer(d, match_features, fact_len) for _ in range(cfg.decoder_layers))
+        self.norm = nn.LayerNorm(d)
+        self.vocab_head = nn.Linear(d, vocab_size)
+        self.pointer = Pointer(d, match_features, fact_len)
+        self.pointer_key = nn.Linear(d, d)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def encode(self, facts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fact states (B, F, d), fact mask (B, F) and pointer keys (B, F * Lf, d)."""
+        b, f, lf = facts.shape
+        tokens = self.embed(facts) + self.fact_role  # (B, F, Lf, d)
+        mask = (facts != 0).any(-1)
+        mask = mask | ~mask.any(-1, keepdim=True)  # an empty context attends to its padding
+        x = self.fact_mix(tokens.reshape(b, f, -1))
+        match = token_matches(facts, facts) if self.encoder else None
+        for block in self.encoder:
+            x = block(x, x, mask, match)
+        keys = self.pointer_key(tokens + x[:, :, None, :]).reshape(b, f * lf, -1)
+        return x, mask, keys
+
+    def decode(
+        self,
+        memory: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        facts: torch.Tensor,
+        questions: torch.Tensor,
+    ) -> torch.Tensor:
+        """Log-probabilities (B, Q, vocab) of the answers to questions (B, Q, Lq)."""
+        states, mask, keys = memory
+        b, q, _ = questions.shape
+        f, lf = facts.shape[1:]
+        fact_tokens = facts.reshape(b, -1)
+        pad = fact_tokens == 0
+        same = (fact_tokens[:, :, None] == fact_tokens[:, None, :]) & ~pad[:, :, None]  # (B, P, P)
+        x = self.question_mix((self.embed(questions) + self.question_role).reshape(b, q, -1))
+        question_match = token_matches(questions, facts)  # (B, Q, F, Lq * Lf)
+        chased = question_match.new_zeros(b, q, f, lf)
+        for block, chase in zip(self.decoder, self.chase, strict=True):
+            match = torch.cat([question_match, chased], dim=-1)
+            x = block(x, states, mask, match)
+            where = torch.softmax(chase(x, keys, match, pad), dim=-1)  # (B, Q, P)
+            chased = (where @ same.float()).reshape(b, q, f, lf) * MATCH_SCALE
+        x = self.norm(x)
+        vocab_logits = self.vocab_head(x)  # (B, Q, V)
+        pointer_logits = self.pointer(x, keys, torch.cat([question_match, chased], dim=-1), pad)
+        probs = torch.softmax(torch.cat([vocab_logits, pointer_logits], dim=-1), dim=-1)
+        p_vocab, p_pointer = probs[..., : self.vocab_size], probs[..., self.vocab_size :]
+        p = p_vocab.scatter_add(-1, fact_tokens[:, None, :].expand(-1, q, -1), p_pointer)
+        return torch.log(p.clamp_min(1e-12))
+
+    def forward(self, facts: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(facts), facts, questions)

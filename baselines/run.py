@@ -1,0 +1,201 @@
+"""Run bookkeeping shared by every method: the run folder, logs (CSV, JSONL, TensorBoard), atomic
+checkpoints and resuming, the progress bar, and the result file under `leaderboard/results/`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from baselines.common import TrainConfig
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "leaderboard" / "results"
+SCHEMA_VERSION = 1
+
+
+def git_commit() -> str:
+    """HEAD of the repository this code runs from, with "-dirty" if it has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Write `path` so that a crash leaves either the old file or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Run:
+    """One training run: `runs/<name>/` holds checkpoint.pt, log.csv, log.jsonl, tb/."""
+
+    def __init__(
+        self, method: str, cfg: TrainConfig, runs_dir: str | Path = "runs", results_dir: Path | None = None
+    ):
+        self.method, self.cfg = method, cfg
+        self.name = f"{cfg.task}-n{cfg.size}-{method}-s{cfg.seed}"
+        self.dir = Path(runs_dir) / self.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_path = self.dir / "checkpoint.pt"
+        self.results_dir = RESULTS_DIR if results_dir is None else Path(results_dir)
+        self.curve: list[dict[str, Any]] = []
+        self.counts: dict[str, int] = {}
+        self.wall_offset = 0.0  # seconds spent before a resume
+        self.start = time.perf_counter()
+        self._tb = None
+        self._bar: tqdm | None = None
+
+    # -- time and logs --------------------------------------------------------------------------
+    def wall(self) -> float:
+        return self.wall_offset + time.perf_counter() - self.start
+
+    def out_of_time(self) -> bool:
+        return self.cfg.max_minutes > 0 and self.wall() > 60 * self.cfg.max_minutes
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Append one evaluation row to the curve, log.csv, log.jsonl and TensorBoard."""
+        self.curve.append(row)
+        flat = {k: v for k, v in row.items() if not isinstance(v, dict)}
+        csv_path = self.dir / "log.csv"
+        new = not csv_path.exists()
+        with csv_path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(flat))
+            if new:
+                writer.writeheader()
+            writer.writerow(flat)
+        with (self.dir / "log.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.dir / "tb"))
+        for key, value in flat.items():
+            if isinstance(value, (int, float)) and key != "step":
+                self._tb.add_scalar(key, value, row["step"])
+        self._tb.flush()
+
+    def progress(self, step: int, total: int, **fields: Any) -> None:
+        if self._bar is None:
+            self._bar = tqdm(total=total, initial=step, desc=self.name, dynamic_ncols=True, leave=True)
+        self._bar.n = step
+        self._bar.set_postfix(fields, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._tb is not None:
+            self._tb.close()
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        state = {
+            **state,
+            "method": self.method,
+            "config": asdict(self.cfg),
+            "curve": self.curve,
+            "counts": self.counts,
+            "wall": self.wall(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        atomic_save(state, self.checkpoint_path)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        if not self.checkpoint_path.exists():
+            return None
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        budget = ("steps", "max_minutes")  # a resume may extend the budget, nothing else
+        theirs = {k: v for k, v in state["config"].items() if k not in budget}
+        ours = {k: v for k, v in asdict(self.cfg).items() if k not in budget}
+        if state["method"] != self.method or theirs != ours:
+            changed = sorted(k for k in ours if theirs.get(k) != ours[k])
+            raise ValueError(
+                f"checkpoint {self.checkpoint_path} was written by a different method or config "
+                f"(differs in: {changed or 'method'}); resume with the same arguments "
+                "(only --steps and --max-minutes may change), or delete the run folder to start over"
+            )
+        self.curve, self.counts = state["curve"], state["counts"]
+        self.wall_offset = state["wall"]
+        self.start = time.perf_counter()
+        torch.set_rng_state(state["torch_rng"])
+        # the logs hold rows written after the checkpoint: rewrite them from the curve
+        for name in ("log.csv", "log.jsonl"):
+            (self.dir / name).unlink(missing_ok=True)
+        curve, self.curve = self.curve, []
+        for row in curve:
+            self.log(row)
+        return state
+
+    # -- the result file --------------------------------------------------------------------------
+    def write_result(self, final: dict[str, Any], step: int, partial: bool) -> Path:
+        result = {
+            "schema_version": SCHEMA_VERSION,
+            "task": self.cfg.task,
+            "size": self.cfg.size,
+            "method": self.method,
+            "seed": self.cfg.seed,
+            "config": asdict(self.cfg),
+            "commit": git_commit(),
+            "machine": machine(),
+            "command": " ".join(["amp", *sys.argv[1:]])
+            if Path(sys.argv[0]).name == "amp"
+            else " ".join(sys.argv),
+            "partial": partial,
+            "steps": step,
+            "wall_seconds": round(self.wall(), 2),
+            "final": final,
+            "counts": self.counts,
+            "steps_to": {str(t): steps_to(self.curve, t / 100) for t in (90, 99)},
+            "curve": self.curve,
+            "checkpoint": str(self.checkpoint_path),
+        }
+        path = self.results_dir / f"{self.name}.json"
+        atomic_write_text(json.dumps(result, indent=1) + "\n", path)
+        return path
+
+
+def steps_to(curve: list[dict[str, Any]], accuracy: float) -> dict[str, Any] | None:
+    """The first evaluation at which the test accuracy reached `accuracy` (steps, wall seconds)."""
+    for row in curve:
+        if row["accuracy"] >= accuracy:
+            return {"step": row["step"], "wall_seconds": row["wall_seconds"], "questions": row["questions"]}
+    return None

@@ -1,0 +1,144 @@
+"""The training loop every method shares: seeding, the optimiser and its schedule, evaluation on
+the fixed test set, checkpoints and resuming, the progress bar and the result file. A method is a
+`train_step(trainer) -> metrics` function plus any extra state it keeps (`trainer.extra`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from baselines.common import Curriculum, EvalSet, TrainConfig, build_model
+from baselines.run import Run
+
+
+class Trainer:
+    def __init__(
+        self,
+        method: str,
+        cfg: TrainConfig,
+        runs_dir: str | Path = "runs",
+        results_dir: Path | None = None,
+        resume: bool = False,
+        quiet: bool = False,
+    ) -> None:
+        cfg.validate()
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.method, self.resume, self.quiet = cfg, method, resume, quiet
+        self.task = cfg.make_task()
+        self.rng = np.random.default_rng(cfg.seed)
+        self.model = build_model(cfg, self.task)
+        self.opt = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
+        )
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / max(1, cfg.lr_warmup))
+        )
+        self.curriculum = Curriculum(cfg)
+        # scored with its own task instance: nothing done to the training task can touch it
+        self.eval_set = EvalSet.build(cfg.make_task(), cfg.eval_contexts, cfg.eval_questions_per_context)
+        self.run = Run(method, cfg, runs_dir, results_dir)
+        self.step = 0
+        self.questions_seen = 0
+        self.extra: dict[str, Any] = {}  # method state with state_dict/load_state_dict
+        self.last_eval: dict[str, Any] = {"accuracy": 0.0}
+
+    def count(self, key: str, n: int) -> None:
+        self.run.counts[key] = self.run.counts.get(key, 0) + int(n)
+
+    def optimise(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.schedule.step()
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, train_step: Callable[[Trainer], dict[str, float]]) -> dict[str, Any]:
+        """Train to `cfg.steps` (or `cfg.max_minutes`), then write the result file."""
+        cfg = self.cfg
+        if self.resume:
+            self._restore()
+        metrics: dict[str, float] = {}
+        try:
+            while self.step < cfg.steps and not self.run.out_of_time():
+                metrics = train_step(self)
+                self.step += 1
+                self.questions_seen += cfg.batch_contexts * cfg.questions_per_context
+                if self.step % cfg.eval_every == 0:
+                    self.evaluate(metrics)
+                if self.step % cfg.checkpoint_every == 0:
+                    self.checkpoint()
+                if not self.quiet:
+                    self.run.progress(
+                        self.step,
+                        cfg.steps,
+                        acc=f"{self.last_eval['accuracy']:.3f}",
+                        level=self._level(),
+                        loss=f"{metrics.get('loss', 0.0):.3f}",
+                    )
+        except KeyboardInterrupt:
+            print(f"\ninterrupted at step {self.step}: writing a checkpoint and a partial result")
+        if not self.run.curve or self.run.curve[-1]["step"] != self.step:
+            self.evaluate(metrics)
+        self.checkpoint()
+        self.run.close()
+        final = {**self.last_eval, "curriculum": self.curriculum.state_dict()}
+        self.result_path = self.run.write_result(final, self.step, partial=self.step < cfg.steps)
+        return final
+
+    def _level(self) -> str:
+        return "all" if self.curriculum.max_difficulty is None else str(self.curriculum.level)
+
+    def evaluate(self, metrics: dict[str, float]) -> None:
+        result = self.eval_set.evaluate(self.model)
+        self.last_eval = result
+        self.run.log(
+            {
+                "step": self.step,
+                "questions": self.questions_seen,
+                "wall_seconds": round(self.run.wall(), 2),
+                "accuracy": result["accuracy"],
+                "unknown_rate": result["unknown_rate"],
+                "curriculum_level": self.curriculum.level,
+                "lr": self.schedule.get_last_lr()[0],
+                **{k: float(v) for k, v in metrics.items()},
+                "per_difficulty": {str(k): v["accuracy"] for k, v in result["per_difficulty"].items()},
+            }
+        )
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        self.run.save_checkpoint(
+            {
+                "step": self.step,
+                "questions_seen": self.questions_seen,
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "numpy_rng": self.rng.bit_generator.state,
+                "curriculum": self.curriculum.state_dict(),
+                "last_eval": self.last_eval,
+                "extra": {k: v.state_dict() for k, v in self.extra.items()},
+            }
+        )
+
+    def _restore(self) -> None:
+        state = self.run.load_checkpoint()
+        if state is None:
+            print(f"no checkpoint in {self.run.dir}: starting from scratch")
+            return
+        self.step, self.questions_seen = state["step"], state["questions_seen"]
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.curriculum.load_state_dict(state["curriculum"])
+        self.last_eval = state["last_eval"]
+        for key, value in state["extra"].items():
+            self.extra[key].load_state_dict(value)
+        print(f"resumed {self.run.name} at step {self.step}")

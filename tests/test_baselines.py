@@ -1,0 +1,208 @@
+"""The learners: model, amplification without ground truth, training runs, checkpoints, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import amp_envs  # noqa: F401  (registers the envs)
+from amp_envs.expert import ExpertPolicy
+from amp_envs.tasks import TASKS, make_task
+from baselines.cli import main as amp_main
+from baselines.common import EvalSet, ModelAnswerer, amplify, build_model
+from baselines.iterated_amplification import IAConfig
+from baselines.methods import train
+from baselines.supervised import SupervisedConfig
+
+TINY = dict(
+    size=6,
+    steps=12,
+    batch_contexts=4,
+    questions_per_context=4,
+    eval_every=6,
+    checkpoint_every=6,
+    eval_contexts=8,
+    eval_questions_per_context=4,
+    model_overrides={"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64},
+)
+
+
+def tiny(cls, **overrides):
+    return cls(**{**TINY, **overrides})
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_model_gives_a_distribution_over_the_vocabulary(name):
+    task = make_task(name, 8)
+    model = build_model(tiny(SupervisedConfig, task=name), task)
+    ctx = task.generate(np.random.default_rng(0), 3)
+    q = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=np.repeat(np.arange(3), 5))
+    logp = model(torch.from_numpy(ctx.facts), torch.from_numpy(q.reshape(3, 5, -1)))
+    assert logp.shape == (3, 5, len(task.vocab))
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(3, 5), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_amplification_never_reads_ground_truth(name, monkeypatch):
+    task = make_task(name, 8)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the IA data path read the ground truth")
+
+    monkeypatch.setattr(task, "ground_truth", forbidden)
+    monkeypatch.setattr(task, "correct", forbidden)
+    model = build_model(tiny(IAConfig, task=name), task)
+    rng = np.random.default_rng(0)
+    ctx = task.generate(rng, 4)
+    q = task.sample_questions(ctx, rng, ctx_idx=np.repeat(np.arange(4), 6))
+    answers, asked = amplify(task, model, ctx, q, rng)
+    assert answers.shape == (24,) and asked >= 24
+
+
+def test_amplified_answers_are_the_experts_with_a_perfect_model():
+    """With the true answers standing in for X, Amplify^H(X) is exactly the ground truth."""
+    task = make_task("UnionFind", 8)
+    rng = np.random.default_rng(0)
+    ctx = task.generate(rng, 6)
+    idx = np.repeat(np.arange(6), 5)
+    q = task.sample_questions(ctx, rng, ctx_idx=idx)
+    expert = task.run_expert(ctx, idx, q, rng)
+    assert np.array_equal(expert.answers, task.ground_truth(ctx, idx, q))
+
+
+def test_ia_learns_with_ground_truth_replaced_by_garbage(tmp_path, monkeypatch):
+    """IA's targets come from H and X alone: scrambling the engine's ground truth (and its
+    answer checking) during training changes nothing, and X still learns the lookup-built
+    questions. The test set is scored with a separate, intact task instance."""
+    cfg = IAConfig(task="PermutationPower", size=8, steps=150, eval_every=150, checkpoint_every=150)
+    import baselines.trainer as trainer_module
+
+    original_init = trainer_module.Trainer.__init__
+
+    def init_with_garbage_truth(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        rng = np.random.default_rng(123)
+        vocab = len(self.task.vocab)
+        monkeypatch.setattr(self.task, "ground_truth", lambda c, i, q: rng.integers(0, vocab, (len(q), 1)))
+        monkeypatch.setattr(self.task, "correct", lambda *a, **k: rng.random(len(a[2])) < 0.5)
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", init_with_garbage_truth)
+    trainer = train("ia", cfg, runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", quiet=True)
+    assert trainer.eval_set.task is not trainer.task
+    result = trainer.eval_set.evaluate(trainer.model)
+    # chance is 1/8; the curriculum's first level (k = 2, 3) is mastered, the rest partly
+    assert result["per_difficulty"][1]["accuracy"] > 0.9
+    assert result["accuracy"] > 0.25
+    assert trainer.run.counts.get("ground_truth_labels", 0) == 0
+
+
+def test_seeded_runs_are_reproducible_and_resume_exactly(tmp_path):
+    straight = train("ia", tiny(IAConfig), runs_dir=tmp_path / "a", results_dir=tmp_path / "ra", quiet=True)
+    again = train("ia", tiny(IAConfig), runs_dir=tmp_path / "b", results_dir=tmp_path / "rb", quiet=True)
+    half = train("ia", tiny(IAConfig, steps=6), runs_dir=tmp_path / "c", results_dir=tmp_path / "rc", quiet=True)
+    assert half.step == 6
+    # the resumed run extends the step budget (the one setting a resume may change)
+    resumed = train(
+        "ia", tiny(IAConfig), runs_dir=tmp_path / "c", results_dir=tmp_path / "rc", resume=True, quiet=True
+    )
+    for other in (again, resumed):
+        for a, b in zip(straight.model.state_dict().values(), other.model.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+        assert [r["accuracy"] for r in other.run.curve] == [r["accuracy"] for r in straight.run.curve]
+
+
+def test_result_file_records_the_run(tmp_path):
+    trainer = train("supervised", tiny(SupervisedConfig), runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    result = json.loads(trainer.result_path.read_text())
+    for key in ("task", "size", "method", "seed", "config", "commit", "machine", "command", "final", "curve"):
+        assert key in result
+    assert result["partial"] is False and result["steps"] == 12
+    assert result["counts"]["ground_truth_labels"] == 12 * 4 * 4
+    assert len(result["curve"]) == 2 and "per_difficulty" in result["final"]
+
+
+def test_a_run_cut_short_writes_a_partial_result(tmp_path):
+    cfg = tiny(SupervisedConfig, steps=10_000, max_minutes=0.05)
+    trainer = train("supervised", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    result = json.loads(trainer.result_path.read_text())
+    assert result["partial"] is True and result["steps"] < 10_000
+    assert trainer.run.checkpoint_path.exists()
+
+
+def test_cli_train_then_eval(tmp_path, capsys):
+    amp_main(
+        [
+            "train",
+            "--task",
+            "WildcardSearch",
+            "--method",
+            "ia",
+            "--size",
+            "4",
+            "--steps",
+            "8",
+            "--batch-contexts",
+            "4",
+            "--questions-per-context",
+            "4",
+            "--eval-every",
+            "4",
+            "--model-overrides",
+            json.dumps(TINY["model_overrides"]),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--quiet",
+        ]
+    )
+    result = json.loads((tmp_path / "results" / "WildcardSearch-n4-ia-s0.json").read_text())
+    capsys.readouterr()
+    evaluated = amp_main_eval(str(tmp_path / "runs" / "WildcardSearch-n4-ia-s0" / "checkpoint.pt"))
+    assert evaluated["accuracy"] == pytest.approx(result["final"]["accuracy"])
+    with pytest.raises(SystemExit):
+        amp_main(["train", "--method", "nonsense"])
+
+
+def amp_main_eval(path: str) -> dict:
+    from baselines.cli import eval_main
+
+    return eval_main([path])
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    train("ia", tiny(IAConfig), runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    with pytest.raises(ValueError, match="lr"):
+        train("ia", tiny(IAConfig, lr=0.5), runs_dir=tmp_path, results_dir=tmp_path, resume=True, quiet=True)
+
+
+def test_bad_configuration_is_refused():
+    with pytest.raises(ValueError, match="curriculum"):
+        tiny(SupervisedConfig, curriculum="sideways").validate()
+    with pytest.raises(ValueError, match="model setting"):
+        tiny(SupervisedConfig, model_overrides={"width": 3}).validate()
+    with pytest.raises(ValueError, match="steps"):
+        tiny(SupervisedConfig, steps=0).validate()
+
+
+def test_model_plugs_into_the_env_as_answerer():
+    task = make_task("PermutationPower", 8)
+    model = build_model(tiny(SupervisedConfig, task="PermutationPower", size=8), task)
+    env = gym.make("Amp/PermutationPower-v0", size=8, answerer=ModelAnswerer(model))
+    expert = ExpertPolicy(env)
+    obs, _ = env.reset(seed=0)
+    for _ in range(20):
+        obs, reward, terminated, truncated, info = env.step(expert(obs))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    assert env.observation_space.contains(obs)
+
+
+def test_eval_set_is_fixed():
+    task = make_task("ShortestPath", 8)
+    a, b = EvalSet.build(task, 8, 4), EvalSet.build(make_task("ShortestPath", 8), 8, 4)
+    assert np.array_equal(a.questions, b.questions) and np.array_equal(a.ctx.facts, b.ctx.facts)
