@@ -103,7 +103,9 @@ def test_ia_learns_with_ground_truth_replaced_by_garbage(tmp_path, monkeypatch):
 def test_seeded_runs_are_reproducible_and_resume_exactly(tmp_path):
     straight = train("ia", tiny(IAConfig), runs_dir=tmp_path / "a", results_dir=tmp_path / "ra", quiet=True)
     again = train("ia", tiny(IAConfig), runs_dir=tmp_path / "b", results_dir=tmp_path / "rb", quiet=True)
-    half = train("ia", tiny(IAConfig, steps=6), runs_dir=tmp_path / "c", results_dir=tmp_path / "rc", quiet=True)
+    half = train(
+        "ia", tiny(IAConfig, steps=6), runs_dir=tmp_path / "c", results_dir=tmp_path / "rc", quiet=True
+    )
     assert half.step == 6
     # the resumed run extends the step budget (the one setting a resume may change)
     resumed = train(
