@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from typing import Any
 
@@ -84,8 +85,19 @@ def eval_main(argv: list[str]) -> dict[str, Any]:
     return result
 
 
+def _interrupt_on_sigterm() -> None:
+    """A killed run (SIGTERM) stops like Ctrl-C: checkpoint and a partial result file."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "train":
+        _interrupt_on_sigterm()
     commands = {"train": train_main, "eval": eval_main}
     if not argv or argv[0] not in commands:
         print(__doc__)

@@ -166,7 +166,9 @@ class Run:
         return state
 
     # -- the result file --------------------------------------------------------------------------
-    def write_result(self, final: dict[str, Any], step: int, partial: bool) -> Path:
+    def write_result(self, final: dict[str, Any], step: int, stop_reason: str) -> Path:
+        """stop_reason: "steps" (the step budget was reached), "time" (`max_minutes` was), or
+        "interrupted" (Ctrl-C or SIGTERM: the result is marked partial)."""
         result = {
             "schema_version": SCHEMA_VERSION,
             "task": self.cfg.task,
@@ -179,7 +181,8 @@ class Run:
             "command": " ".join(["amp", *sys.argv[1:]])
             if Path(sys.argv[0]).name == "amp"
             else " ".join(sys.argv),
-            "partial": partial,
+            "partial": stop_reason == "interrupted",
+            "stop_reason": stop_reason,
             "steps": step,
             "wall_seconds": round(self.wall(), 2),
             "final": final,

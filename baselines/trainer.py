@@ -64,8 +64,12 @@ class Trainer:
         if self.resume:
             self._restore()
         metrics: dict[str, float] = {}
+        self.stop_reason = "steps"
         try:
-            while self.step < cfg.steps and not self.run.out_of_time():
+            while self.step < cfg.steps:
+                if self.run.out_of_time():
+                    self.stop_reason = "time"
+                    break
                 metrics = train_step(self)
                 self.step += 1
                 self.questions_seen += cfg.batch_contexts * cfg.questions_per_context
@@ -82,13 +86,14 @@ class Trainer:
                         loss=f"{metrics.get('loss', 0.0):.3f}",
                     )
         except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
             print(f"\ninterrupted at step {self.step}: writing a checkpoint and a partial result")
         if not self.run.curve or self.run.curve[-1]["step"] != self.step:
             self.evaluate(metrics)
         self.checkpoint()
         self.run.close()
         final = {**self.last_eval, "curriculum": self.curriculum.state_dict()}
-        self.result_path = self.run.write_result(final, self.step, partial=self.step < cfg.steps)
+        self.result_path = self.run.write_result(final, self.step, self.stop_reason)
         return final
 
     def _level(self) -> str:
