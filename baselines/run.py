@@ -77,6 +77,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.dir / "checkpoint.pt"
         self.results_dir = RESULTS_DIR if results_dir is None else Path(results_dir)
+        self.commit = git_commit()  # the code this run started from
         self.curve: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
         self.wall_offset = 0.0  # seconds spent before a resume
@@ -176,7 +177,7 @@ class Run:
             "method": self.method,
             "seed": self.cfg.seed,
             "config": asdict(self.cfg),
-            "commit": git_commit(),
+            "commit": self.commit,
             "machine": machine(),
             "command": " ".join(["amp", *sys.argv[1:]])
             if Path(sys.argv[0]).name == "amp"
