@@ -18,6 +18,9 @@ from baselines.model import Answerer, ModelConfig
 EVAL_SEED = 1810_08575  # the held-out test set's seed (the paper's arXiv number), never trained on
 
 
+CURRICULA = ("difficulty", "size", "none")
+
+
 @dataclass
 class TrainConfig:
     """Hyperparameters shared by every method (each method's file extends this dataclass)."""
@@ -35,8 +38,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     model: str = "small"  # ModelConfig preset
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    curriculum: str = "difficulty"  # "difficulty" or "none"
+    curriculum: str = "difficulty"  # "difficulty", "size" (the paper's) or "none"
     curriculum_start: int = 1  # first difficulty level (questions of difficulty <= level)
+    curriculum_start_size: int = 4  # "size": contexts start this large and grow by one
     curriculum_threshold: float = 0.85  # advance when agreement on the newest level exceeds it
     curriculum_min_steps: int = 25  # ...and at least this many steps were spent on it
     eval_every: int = 100
@@ -57,8 +61,10 @@ class TrainConfig:
         for name in ("steps", "batch_contexts", "questions_per_context", "eval_every", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.curriculum not in ("difficulty", "none"):
-            raise ValueError(f"curriculum must be 'difficulty' or 'none', got {self.curriculum!r}")
+        if self.curriculum not in CURRICULA:
+            raise ValueError(f"curriculum must be one of {list(CURRICULA)}, got {self.curriculum!r}")
+        if self.curriculum == "size" and not 2 <= self.curriculum_start_size <= self.size:
+            raise ValueError(f"curriculum_start_size must be in [2, size={self.size}]")
         if not 0 < self.curriculum_threshold <= 1:
             raise ValueError("curriculum_threshold must be in (0, 1]")
         self.model_config()
@@ -72,18 +78,23 @@ def build_model(cfg: TrainConfig, task: Task) -> Answerer:
 
 
 class Curriculum:
-    """Question difficulty grows as the learner masters it.
+    """What the learner trains on grows as it masters it. `update` takes, for the questions of a
+    batch, whether the learner agreed with its target (ground truth or amplified answer).
 
-    Questions are drawn from the task's natural distribution restricted to difficulty <= level.
-    `update` takes, for the questions of a batch, whether the learner agreed with its target;
-    when the running agreement on the newest level exceeds the threshold (after a minimum
-    number of steps there), the level goes up by one. Once the level reaches the hardest
-    difficulty seen so far, the curriculum is complete and questions are drawn unrestricted.
+    * "difficulty": questions of difficulty <= level (the task's natural distribution restricted
+      to it). When the running agreement on the newest level exceeds the threshold, after a
+      minimum number of steps there, the level goes up by one; once it reaches the hardest
+      difficulty seen so far, questions are drawn unrestricted.
+    * "size" (the paper's): contexts of `size` elements, growing by one up to the run's size
+      whenever the running agreement on all questions exceeds the threshold.
+    * "none": the run's size, unrestricted questions.
     """
 
     def __init__(self, cfg: TrainConfig) -> None:
-        self.enabled = cfg.curriculum == "difficulty"
+        self.mode = cfg.curriculum
         self.level = cfg.curriculum_start
+        self.size = cfg.curriculum_start_size if self.mode == "size" else cfg.size
+        self.final_size = cfg.size
         self.threshold = cfg.curriculum_threshold
         self.min_steps = cfg.curriculum_min_steps
         self.agreement = 0.0
@@ -92,25 +103,36 @@ class Curriculum:
 
     @property
     def max_difficulty(self) -> int | None:
-        return self.level if self.enabled and self.level < self.max_seen else None
+        return self.level if self.mode == "difficulty" and self.level < self.max_seen else None
+
+    @property
+    def growing(self) -> bool:
+        return self.max_difficulty is not None or self.size < self.final_size
+
+    def describe(self) -> str:
+        if self.mode == "size":
+            return f"n={self.size}"
+        return "all" if self.max_difficulty is None else str(self.level)
 
     def update(self, agree: np.ndarray, difficulty: np.ndarray) -> None:
         self.max_seen = max(self.max_seen, int(difficulty.max(initial=0)))
-        frontier = difficulty == min(self.level, int(difficulty.max(initial=0)))
-        if frontier.any():
-            self.agreement = 0.9 * self.agreement + 0.1 * float(agree[frontier].mean())
+        if self.mode == "difficulty":
+            watched = difficulty == min(self.level, int(difficulty.max(initial=0)))
+        else:
+            watched = np.ones(len(agree), dtype=bool)
+        if watched.any():
+            self.agreement = 0.9 * self.agreement + 0.1 * float(agree[watched].mean())
         self.steps_at_level += 1
-        if (
-            self.max_difficulty is not None
-            and self.steps_at_level >= self.min_steps
-            and self.agreement > self.threshold
-        ):
-            self.level += 1
+        if self.growing and self.steps_at_level >= self.min_steps and self.agreement > self.threshold:
+            if self.mode == "size":
+                self.size += 1
+            else:
+                self.level += 1
             self.steps_at_level = 0
             self.agreement = 0.0
 
     def state_dict(self) -> dict[str, Any]:
-        keys = ("level", "agreement", "steps_at_level", "max_seen")
+        keys = ("level", "size", "agreement", "steps_at_level", "max_seen")
         return {k: getattr(self, k) for k in keys}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -50,7 +50,7 @@ class EMAModel:
 
 
 def setup(t: Trainer) -> None:
-    cfg, task = t.cfg, t.task
+    cfg, task = t.cfg, t.train_task()
     assert isinstance(cfg, IAConfig)
     t.extra["target"] = EMAModel(t.model, cfg.ema_horizon)
     t.extra["buffer"] = ReplayBuffer(
@@ -59,7 +59,7 @@ def setup(t: Trainer) -> None:
 
 
 def train_step(t: Trainer) -> dict[str, float]:
-    cfg, task = t.cfg, t.task
+    cfg, task = t.cfg, t.train_task()
     assert isinstance(cfg, IAConfig)
     target, buffer = t.extra["target"], t.extra["buffer"]
     # 1. data: fresh contexts and questions, answered by Amplify^H(X')

@@ -24,7 +24,7 @@ class SupervisedConfig(TrainConfig):
 
 
 def train_step(t: Trainer) -> dict[str, float]:
-    cfg, task = t.cfg, t.task
+    cfg, task = t.cfg, t.train_task()
     ctx = task.generate(t.rng, cfg.batch_contexts)
     idx, q, difficulty = draw_questions(
         task, ctx, t.rng, cfg.questions_per_context, t.curriculum.max_difficulty

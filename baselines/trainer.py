@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from amp_envs.tasks import Task, make_task
 from baselines.common import Curriculum, EvalSet, TrainConfig, build_model
 from baselines.run import Run
 
@@ -30,6 +31,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.cfg, self.method, self.resume, self.quiet = cfg, method, resume, quiet
         self.task = cfg.make_task()
+        self._tasks_by_size = {cfg.size: self.task}
         self.rng = np.random.default_rng(cfg.seed)
         self.model = build_model(cfg, self.task)
         self.opt = torch.optim.Adam(
@@ -46,6 +48,13 @@ class Trainer:
         self.questions_seen = 0
         self.extra: dict[str, Any] = {}  # method state with state_dict/load_state_dict
         self.last_eval: dict[str, Any] = {"accuracy": 0.0}
+
+    def train_task(self) -> Task:
+        """The task at the curriculum's current context size (one vocabulary for all sizes)."""
+        size = self.curriculum.size
+        if size not in self._tasks_by_size:
+            self._tasks_by_size[size] = make_task(self.cfg.task, size, max_size=self.cfg.size)
+        return self._tasks_by_size[size]
 
     def count(self, key: str, n: int) -> None:
         self.run.counts[key] = self.run.counts.get(key, 0) + int(n)
@@ -82,7 +91,7 @@ class Trainer:
                         self.step,
                         cfg.steps,
                         acc=f"{self.last_eval['accuracy']:.3f}",
-                        level=self._level(),
+                        level=self.curriculum.describe(),
                         loss=f"{metrics.get('loss', 0.0):.3f}",
                     )
         except KeyboardInterrupt:
@@ -96,9 +105,6 @@ class Trainer:
         self.result_path = self.run.write_result(final, self.step, self.stop_reason)
         return final
 
-    def _level(self) -> str:
-        return "all" if self.curriculum.max_difficulty is None else str(self.curriculum.level)
-
     def evaluate(self, metrics: dict[str, float]) -> None:
         result = self.eval_set.evaluate(self.model)
         self.last_eval = result
@@ -110,6 +116,7 @@ class Trainer:
                 "accuracy": result["accuracy"],
                 "unknown_rate": result["unknown_rate"],
                 "curriculum_level": self.curriculum.level,
+                "curriculum_size": self.curriculum.size,
                 "lr": self.schedule.get_last_lr()[0],
                 **{k: float(v) for k, v in metrics.items()},
                 "per_difficulty": {str(k): v["accuracy"] for k, v in result["per_difficulty"].items()},

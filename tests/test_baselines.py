@@ -228,3 +228,15 @@ def test_eval_set_is_fixed():
     task = make_task("ShortestPath", 8)
     a, b = EvalSet.build(task, 8, 4), EvalSet.build(make_task("ShortestPath", 8), 8, 4)
     assert np.array_equal(a.questions, b.questions) and np.array_equal(a.ctx.facts, b.ctx.facts)
+
+
+@pytest.mark.parametrize("method,cls", [("ia", IAConfig), ("supervised", SupervisedConfig)])
+def test_size_curriculum_grows_the_contexts(tmp_path, method, cls):
+    cfg = tiny(
+        cls, curriculum="size", curriculum_start_size=3, curriculum_threshold=0.01, curriculum_min_steps=2
+    )
+    trainer = train(method, cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    assert trainer.curriculum.size == cfg.size  # 3 -> 6 in 12 steps
+    assert [row["curriculum_size"] for row in trainer.run.curve] == [6, 6]
+    sizes = {len(t.vocab) for t in trainer._tasks_by_size.values()}
+    assert len(trainer._tasks_by_size) == 4 and len(sizes) == 1  # one vocabulary for every size
