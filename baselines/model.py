@@ -25,8 +25,8 @@ from torch import nn
 class ModelConfig:
     d_model: int = 128
     n_heads: int = 4
-    encoder_layers: int = 3
-    decoder_layers: int = 4
+    encoder_layers: int = 2
+    decoder_layers: int = 6  # each decoder layer can chase one pointer hop
     d_ff: int = 256
     dropout: float = 0.0
 
