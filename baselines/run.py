@@ -99,7 +99,7 @@ class Run:
         csv_path = self.dir / "log.csv"
         new = not csv_path.exists()
         with csv_path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(flat))
+            writer = csv.DictWriter(f, fieldnames=list(flat), extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(flat)
