@@ -60,6 +60,7 @@ def train_main(argv: list[str]) -> None:
         results_dir=Path(options["results_dir"]) if options["results_dir"] else None,
         resume=options["resume"],
         quiet=options["quiet"],
+        on_start=_stop_cleanly_on_signals,
     )
     final = trainer.last_eval
     print(f"{trainer.run.name}: test accuracy {final['accuracy']:.4f} after {trainer.step} steps")
@@ -85,19 +86,22 @@ def eval_main(argv: list[str]) -> dict[str, Any]:
     return result
 
 
-def _interrupt_on_sigterm() -> None:
-    """A killed run (SIGTERM) stops like Ctrl-C: checkpoint and a partial result file."""
+def _stop_cleanly_on_signals(trainer: object) -> None:
+    """Ctrl-C or SIGTERM: finish the current step, checkpoint, write a partial result. A second
+    signal interrupts at once (the last checkpoint is kept)."""
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        trainer.request_stop()  # type: ignore[attr-defined]
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
+    signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "train":
-        _interrupt_on_sigterm()
+
     commands = {"train": train_main, "eval": eval_main}
     if not argv or argv[0] not in commands:
         print(__doc__)

@@ -18,7 +18,7 @@ from baselines.model import Answerer, ModelConfig
 EVAL_SEED = 1810_08575  # the held-out test set's seed (the paper's arXiv number), never trained on
 
 
-CURRICULA = ("difficulty", "size", "none")
+CURRICULA = ("auto", "difficulty", "size", "none")
 
 
 @dataclass
@@ -38,7 +38,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     model: str = "small"  # ModelConfig preset
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    curriculum: str = "difficulty"  # "difficulty", "size" (the paper's) or "none"
+    # "difficulty", "size" (the paper's), "none", or "auto": difficulty where the task's
+    # difficulty is read off the question alone, else size
+    curriculum: str = "auto"
     curriculum_start: int = 1  # first difficulty level (questions of difficulty <= level)
     curriculum_start_size: int = 4  # "size": contexts start this large and grow by one
     curriculum_threshold: float = 0.85  # advance when agreement on the newest level exceeds it
@@ -72,6 +74,11 @@ class TrainConfig:
     def make_task(self) -> Task:
         return make_task(self.task, self.size)
 
+    def curriculum_mode(self, task: Task) -> str:
+        if self.curriculum == "auto":
+            return "difficulty" if task.difficulty_from_question else "size"
+        return self.curriculum
+
 
 def build_model(cfg: TrainConfig, task: Task) -> Answerer:
     return Answerer(cfg.model_config(), len(task.vocab), task.fact_len, task.question_len)
@@ -90,20 +97,23 @@ class Curriculum:
     * "none": the run's size, unrestricted questions.
     """
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.mode = cfg.curriculum
+    def __init__(self, cfg: TrainConfig, task: Task) -> None:
+        self.mode = cfg.curriculum_mode(task)
         self.level = cfg.curriculum_start
-        self.size = cfg.curriculum_start_size if self.mode == "size" else cfg.size
+        self.size = min(cfg.curriculum_start_size, cfg.size) if self.mode == "size" else cfg.size
         self.final_size = cfg.size
         self.threshold = cfg.curriculum_threshold
         self.min_steps = cfg.curriculum_min_steps
         self.agreement = 0.0
         self.steps_at_level = 0
-        self.max_seen = 0
+        self.max_seen = -1  # the hardest difficulty among drawn candidates; -1: none drawn yet
 
     @property
     def max_difficulty(self) -> int | None:
-        return self.level if self.mode == "difficulty" and self.level < self.max_seen else None
+        """The difficulty cap for the next batch (None: unrestricted)."""
+        if self.mode != "difficulty" or (0 <= self.max_seen <= self.level):
+            return None
+        return self.level
 
     @property
     def growing(self) -> bool:
@@ -114,8 +124,10 @@ class Curriculum:
             return f"n={self.size}"
         return "all" if self.max_difficulty is None else str(self.level)
 
-    def update(self, agree: np.ndarray, difficulty: np.ndarray) -> None:
-        self.max_seen = max(self.max_seen, int(difficulty.max(initial=0)))
+    def update(self, agree: np.ndarray, difficulty: np.ndarray, hardest_drawn: int = 0) -> None:
+        """`difficulty` of the batch's questions (only read in "difficulty" mode) and the hardest
+        difficulty among all candidates drawn for it (see `draw_questions`)."""
+        self.max_seen = max(self.max_seen, hardest_drawn)
         if self.mode == "difficulty":
             watched = difficulty == min(self.level, int(difficulty.max(initial=0)))
         else:
@@ -147,23 +159,30 @@ def draw_questions(
     per_context: int,
     max_difficulty: int | None = None,
     oversample: int = 16,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with_difficulty: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """`per_context` episode questions for every context, at most `max_difficulty` hard where
     possible (the easiest of `oversample` times as many candidates otherwise).
 
-    Returns ctx_idx (B * per_context,), questions (B * per_context, Lq), difficulty."""
+    Returns ctx_idx (B * per_context,), questions (B * per_context, Lq), their difficulty and
+    the hardest difficulty among all candidates. With `with_difficulty=False` (and no cap) the
+    task's difficulty is not computed at all (zeros are returned): the data path of Iterated
+    Amplification uses that where difficulty would reveal something about the answers."""
     b = len(ctx)
     tries = 1 if max_difficulty is None else oversample
     idx = np.repeat(np.arange(b), per_context * tries)
     q = task.sample_questions(ctx, rng, ctx_idx=idx)
+    if max_difficulty is None and not with_difficulty:
+        return idx, q, np.zeros(len(q), np.int64), 0
     difficulty = task.difficulty(ctx, idx, q)
+    hardest = int(difficulty.max(initial=0))
     if tries > 1:
         over = np.maximum(difficulty - max_difficulty, 0)
         key = (over + rng.random(len(q))).reshape(b, -1)  # allowed ones first, in random order
         pick = np.argsort(key, axis=1)[:, :per_context] + (np.arange(b) * per_context * tries)[:, None]
         pick = pick.reshape(-1)
         idx, q, difficulty = idx[pick], q[pick], difficulty[pick]
-    return idx, q, difficulty
+    return idx, q, difficulty, hardest
 
 
 class ReplayBuffer:
@@ -206,9 +225,10 @@ def predict(model: Answerer, facts: np.ndarray, questions: np.ndarray) -> np.nda
     """The model's answer tokens (B, Q) to questions (B, Q, Lq) about facts (B, F, Lf)."""
     was_training = model.training
     model.eval()
-    out = model(torch.from_numpy(facts), torch.from_numpy(questions)).argmax(-1).numpy()
-    model.train(was_training)
-    return out
+    try:
+        return model(torch.from_numpy(facts), torch.from_numpy(questions)).argmax(-1).numpy()
+    finally:
+        model.train(was_training)
 
 
 class ModelAnswerer:
@@ -244,11 +264,11 @@ def amplify(
     facts = torch.from_numpy(ctx.facts)
     was_training = model.training
     model.eval()
-    memory = model.encode(facts)
-    program = task.expert(questions)
-    asked, sub = next(program)
-    count = 0
     try:
+        memory = model.encode(facts)
+        program = task.expert(questions)
+        asked, sub = next(program)
+        count = 0
         while True:
             count += int(asked.sum())
             sub_t = torch.from_numpy(sub.reshape(b, q_per, -1))
@@ -256,9 +276,9 @@ def amplify(
             answers = task.answer_subquestions(ctx, ctx_idx, sub, rng, learned=learned)
             asked, sub = program.send(answers)
     except StopIteration as stop:
-        final = np.asarray(stop.value).reshape(-1)
-    model.train(was_training)
-    return final, count
+        return np.asarray(stop.value).reshape(-1), count
+    finally:
+        model.train(was_training)
 
 
 @dataclass

@@ -52,6 +52,11 @@ class EMAModel:
 def setup(t: Trainer) -> None:
     cfg, task = t.cfg, t.train_task()
     assert isinstance(cfg, IAConfig)
+    if t.curriculum.mode == "difficulty" and not task.difficulty_from_question:
+        raise ValueError(
+            f"{task.name}'s difficulty classes are computed from the context (they reveal part of "
+            "the answer), so IA cannot use a difficulty curriculum here: use --curriculum size"
+        )
     t.extra["target"] = EMAModel(t.model, cfg.ema_horizon)
     t.extra["buffer"] = ReplayBuffer(
         cfg.replay_contexts, (task.max_facts, task.fact_len), cfg.questions_per_context, task.question_len
@@ -64,8 +69,15 @@ def train_step(t: Trainer) -> dict[str, float]:
     target, buffer = t.extra["target"], t.extra["buffer"]
     # 1. data: fresh contexts and questions, answered by Amplify^H(X')
     ctx = task.generate(t.rng, cfg.generate_contexts)
-    _, q, difficulty = draw_questions(
-        task, ctx, t.rng, cfg.questions_per_context, t.curriculum.max_difficulty
+    # The task's difficulty classes are only looked at where they are read off the question
+    # (setup refuses a difficulty curriculum elsewhere): they must not steer IA's data.
+    _, q, difficulty, hardest = draw_questions(
+        task,
+        ctx,
+        t.rng,
+        cfg.questions_per_context,
+        t.curriculum.max_difficulty,
+        with_difficulty=task.difficulty_from_question,
     )
     answers, asked = amplify(task, target.model, ctx, q, t.rng)
     t.count("amplified_questions", len(q))
@@ -85,5 +97,5 @@ def train_step(t: Trainer) -> dict[str, float]:
     t.optimise(loss)
     target.update(t.model)
     agree = logp.detach().argmax(-1).reshape(-1).numpy() == targets.reshape(-1)
-    t.curriculum.update(agree, diff.reshape(-1))
+    t.curriculum.update(agree, diff.reshape(-1), hardest)
     return {"loss": loss.item(), "train_agreement": float(agree.mean()), "buffer": float(buffer.size)}

@@ -42,13 +42,21 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def train(method: str, cfg: TrainConfig, **trainer_options: object) -> Trainer:
-    """Train `method` with `cfg`; returns the trainer (model, result path, curve)."""
+def train(
+    method: str,
+    cfg: TrainConfig,
+    on_start: Callable[[Trainer], None] | None = None,
+    **trainer_options: object,
+) -> Trainer:
+    """Train `method` with `cfg`; returns the trainer (model, result path, curve).
+    `on_start(trainer)` runs once the trainer exists (the CLI installs its signal handlers)."""
     m = get_method(method)
     if not isinstance(cfg, m.config):
         raise ValueError(f"method {method!r} takes a {m.config.__name__}, got {type(cfg).__name__}")
     trainer = Trainer(method, cfg, **trainer_options)  # type: ignore[arg-type]
     if m.setup is not None:
         m.setup(trainer)
+    if on_start is not None:
+        on_start(trainer)
     trainer.fit(m.train_step)
     return trainer

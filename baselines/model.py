@@ -164,6 +164,7 @@ class Answerer(nn.Module):
         f, lf = facts.shape[1:]
         fact_tokens = facts.reshape(b, -1)
         pad = fact_tokens == 0
+        pad = pad & ~pad.all(-1, keepdim=True)  # an empty context: point anywhere, not at nothing
         same = (fact_tokens[:, :, None] == fact_tokens[:, None, :]) & ~pad[:, :, None]  # (B, P, P)
         x = self.question_mix((self.embed(questions) + self.question_role).reshape(b, q, -1))
         question_match = token_matches(questions, facts)  # (B, Q, F, Lq * Lf)

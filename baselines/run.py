@@ -4,9 +4,11 @@ checkpoints and resuming, the progress bar, and the result file under `leaderboa
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -69,13 +71,25 @@ class Run:
     """One training run: `runs/<name>/` holds checkpoint.pt, log.csv, log.jsonl, tb/."""
 
     def __init__(
-        self, method: str, cfg: TrainConfig, runs_dir: str | Path = "runs", results_dir: Path | None = None
+        self,
+        method: str,
+        cfg: TrainConfig,
+        runs_dir: str | Path = "runs",
+        results_dir: Path | None = None,
+        resume: bool = False,
     ):
         self.method, self.cfg = method, cfg
-        self.name = f"{cfg.task}-n{cfg.size}-{method}-s{cfg.seed}"
+        self.name = f"{cfg.task}-n{cfg.size}-{method}-s{cfg.seed}-{config_id(cfg)}"
         self.dir = Path(runs_dir) / self.name
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.dir / "checkpoint.pt"
+        if not resume:
+            if self.checkpoint_path.exists():
+                raise ValueError(
+                    f"{self.dir} already holds a run: pass --resume to continue it, "
+                    "or delete the folder to start over"
+                )
+            shutil.rmtree(self.dir, ignore_errors=True)  # logs of a start that never checkpointed
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.results_dir = RESULTS_DIR if results_dir is None else Path(results_dir)
         self.commit = git_commit()  # the code this run started from
         self.curve: list[dict[str, Any]] = []
@@ -97,10 +111,14 @@ class Run:
         self.curve.append(row)
         flat = {k: v for k, v in row.items() if not isinstance(v, dict)}
         csv_path = self.dir / "log.csv"
-        new = not csv_path.exists()
+        if csv_path.exists():  # keep the columns of the header already written
+            with csv_path.open(newline="") as f:
+                fields = next(csv.reader(f), list(flat))
+        else:
+            fields = list(flat)
         with csv_path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(flat), extrasaction="ignore")
-            if new:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if f.tell() == 0:
                 writer.writeheader()
             writer.writerow(flat)
         with (self.dir / "log.jsonl").open("a") as f:
@@ -158,9 +176,10 @@ class Run:
         self.wall_offset = state["wall"]
         self.start = time.perf_counter()
         torch.set_rng_state(state["torch_rng"])
-        # the logs hold rows written after the checkpoint: rewrite them from the curve
+        # the logs may hold rows written after the checkpoint: rewrite them from the curve
         for name in ("log.csv", "log.jsonl"):
             (self.dir / name).unlink(missing_ok=True)
+        shutil.rmtree(self.dir / "tb", ignore_errors=True)
         curve, self.curve = self.curve, []
         for row in curve:
             self.log(row)
@@ -195,6 +214,17 @@ class Run:
         path = self.results_dir / f"{self.name}.json"
         atomic_write_text(json.dumps(result, indent=1) + "\n", path)
         return path
+
+
+# settings that change how a run is watched or budgeted, not what it learns
+NOT_IN_CONFIG_ID = ("steps", "max_minutes", "eval_every", "checkpoint_every", "threads")
+
+
+def config_id(cfg: TrainConfig) -> str:
+    """8 hex digits naming the configuration, so runs that differ in any setting that shapes
+    training never share a folder or a result file."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_CONFIG_ID}
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def steps_to(curve: list[dict[str, Any]], accuracy: float) -> dict[str, Any] | None:

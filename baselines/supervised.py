@@ -26,7 +26,7 @@ class SupervisedConfig(TrainConfig):
 def train_step(t: Trainer) -> dict[str, float]:
     cfg, task = t.cfg, t.train_task()
     ctx = task.generate(t.rng, cfg.batch_contexts)
-    idx, q, difficulty = draw_questions(
+    idx, q, difficulty, hardest = draw_questions(
         task, ctx, t.rng, cfg.questions_per_context, t.curriculum.max_difficulty
     )
     labels = task.ground_truth(ctx, idx, q)[:, 0]
@@ -36,5 +36,5 @@ def train_step(t: Trainer) -> dict[str, float]:
     loss = F.nll_loss(logp.reshape(len(labels), -1), torch.from_numpy(labels))
     t.optimise(loss)
     agree = logp.detach().argmax(-1).reshape(-1).numpy() == labels
-    t.curriculum.update(agree, difficulty)
+    t.curriculum.update(agree, difficulty, hardest)
     return {"loss": loss.item(), "train_agreement": float(agree.mean())}

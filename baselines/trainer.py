@@ -40,13 +40,14 @@ class Trainer:
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: min(1.0, (s + 1) / max(1, cfg.lr_warmup))
         )
-        self.curriculum = Curriculum(cfg)
+        self.curriculum = Curriculum(cfg, self.task)
         # scored with its own task instance: nothing done to the training task can touch it
         self.eval_set = EvalSet.build(cfg.make_task(), cfg.eval_contexts, cfg.eval_questions_per_context)
-        self.run = Run(method, cfg, runs_dir, results_dir)
+        self.run = Run(method, cfg, runs_dir, results_dir, resume=resume)
         self.step = 0
         self.questions_seen = 0
         self.extra: dict[str, Any] = {}  # method state with state_dict/load_state_dict
+        self.stop_requested = False
         self.last_eval: dict[str, Any] = {"accuracy": 0.0}
 
     def train_task(self) -> Task:
@@ -55,6 +56,11 @@ class Trainer:
         if size not in self._tasks_by_size:
             self._tasks_by_size[size] = make_task(self.cfg.task, size, max_size=self.cfg.size)
         return self._tasks_by_size[size]
+
+    def request_stop(self) -> None:
+        """Stop after the current step, with a checkpoint and a partial result (what Ctrl-C and
+        SIGTERM do under `amp train`)."""
+        self.stop_requested = True
 
     def count(self, key: str, n: int) -> None:
         self.run.counts[key] = self.run.counts.get(key, 0) + int(n)
@@ -74,8 +80,12 @@ class Trainer:
             self._restore()
         metrics: dict[str, float] = {}
         self.stop_reason = "steps"
+        consistent = True  # False if a step was cut in the middle: keep the last checkpoint
         try:
             while self.step < cfg.steps:
+                if self.stop_requested:
+                    self.stop_reason = "interrupted"
+                    break
                 if self.run.out_of_time():
                     self.stop_reason = "time"
                     break
@@ -95,11 +105,15 @@ class Trainer:
                         loss=f"{metrics.get('loss', 0.0):.3f}",
                     )
         except KeyboardInterrupt:
-            self.stop_reason = "interrupted"
-            print(f"\ninterrupted at step {self.step}: writing a checkpoint and a partial result")
+            # raised inside a step: its state may be half updated, so the last checkpoint stays
+            self.stop_reason, consistent = "interrupted", False
+            print(f"\ninterrupted during step {self.step}: keeping the last checkpoint")
+        if self.stop_reason == "interrupted" and consistent:
+            print(f"\nstopped after step {self.step}: writing a checkpoint and a partial result")
         if not self.run.curve or self.run.curve[-1]["step"] != self.step:
             self.evaluate(metrics)
-        self.checkpoint()
+        if consistent:
+            self.checkpoint()
         self.run.close()
         final = {**self.last_eval, "curriculum": self.curriculum.state_dict()}
         self.result_path = self.run.write_result(final, self.step, self.stop_reason)
@@ -136,6 +150,7 @@ class Trainer:
                 "curriculum": self.curriculum.state_dict(),
                 "last_eval": self.last_eval,
                 "extra": {k: v.state_dict() for k, v in self.extra.items()},
+                "commit": self.run.commit,
             }
         )
 
@@ -151,6 +166,7 @@ class Trainer:
         self.rng.bit_generator.state = state["numpy_rng"]
         self.curriculum.load_state_dict(state["curriculum"])
         self.last_eval = state["last_eval"]
+        self.run.commit = state["commit"]
         for key, value in state["extra"].items():
             self.extra[key].load_state_dict(value)
         print(f"resumed {self.run.name} at step {self.step}")

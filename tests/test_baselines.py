@@ -134,25 +134,48 @@ def test_a_time_budget_stops_the_run_cleanly(tmp_path):
     assert 0 < result["steps"] < 10_000
 
 
-def test_an_interrupted_run_writes_a_partial_result_and_resumes(tmp_path):
+def test_a_stopped_run_writes_a_partial_result_and_resumes(tmp_path):
+    """What Ctrl-C / SIGTERM do under `amp train`: finish the step, checkpoint, partial result."""
     from baselines import supervised
     from baselines.trainer import Trainer
 
-    def interrupted_step(t):
+    def step_then_stop(t):
         if t.step == 5:
+            t.request_stop()
+        return supervised.train_step(t)
+
+    trainer = Trainer(
+        "supervised", tiny(SupervisedConfig), runs_dir=tmp_path, results_dir=tmp_path, quiet=True
+    )
+    trainer.fit(step_then_stop)
+    result = json.loads(trainer.result_path.read_text())
+    assert result["partial"] is True and result["stop_reason"] == "interrupted" and result["steps"] == 6
+    resumed = train(
+        "supervised", tiny(SupervisedConfig), runs_dir=tmp_path, results_dir=tmp_path, resume=True, quiet=True
+    )
+    assert resumed.step == 12 and json.loads(resumed.result_path.read_text())["partial"] is False
+    straight = train(
+        "supervised", tiny(SupervisedConfig), runs_dir=tmp_path / "b", results_dir=tmp_path, quiet=True
+    )
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_an_exception_inside_a_step_keeps_the_last_checkpoint(tmp_path):
+    from baselines import supervised
+    from baselines.trainer import Trainer
+
+    def interrupted(t):
+        if t.step == 8:
             raise KeyboardInterrupt
         return supervised.train_step(t)
 
     trainer = Trainer(
         "supervised", tiny(SupervisedConfig), runs_dir=tmp_path, results_dir=tmp_path, quiet=True
     )
-    trainer.fit(interrupted_step)
-    result = json.loads(trainer.result_path.read_text())
-    assert result["partial"] is True and result["stop_reason"] == "interrupted" and result["steps"] == 5
-    resumed = train(
-        "supervised", tiny(SupervisedConfig), runs_dir=tmp_path, results_dir=tmp_path, resume=True, quiet=True
-    )
-    assert resumed.step == 12 and json.loads(resumed.result_path.read_text())["partial"] is False
+    trainer.fit(interrupted)
+    assert torch.load(trainer.run.checkpoint_path, weights_only=False)["step"] == 6
+    assert json.loads(trainer.result_path.read_text())["partial"] is True
 
 
 def test_cli_train_then_eval(tmp_path, capsys):
@@ -182,9 +205,10 @@ def test_cli_train_then_eval(tmp_path, capsys):
             "--quiet",
         ]
     )
-    result = json.loads((tmp_path / "results" / "WildcardSearch-n4-ia-s0.json").read_text())
+    (result_path,) = (tmp_path / "results").glob("WildcardSearch-n4-ia-s0-*.json")
+    result = json.loads(result_path.read_text())
     capsys.readouterr()
-    evaluated = amp_main_eval(str(tmp_path / "runs" / "WildcardSearch-n4-ia-s0" / "checkpoint.pt"))
+    evaluated = amp_main_eval(result["checkpoint"])
     assert evaluated["accuracy"] == pytest.approx(result["final"]["accuracy"])
     with pytest.raises(SystemExit):
         amp_main(["train", "--method", "nonsense"])
@@ -196,10 +220,45 @@ def amp_main_eval(path: str) -> dict:
     return eval_main([path])
 
 
-def test_resume_refuses_a_different_config(tmp_path):
-    train("ia", tiny(IAConfig), runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
-    with pytest.raises(ValueError, match="lr"):
-        train("ia", tiny(IAConfig, lr=0.5), runs_dir=tmp_path, results_dir=tmp_path, resume=True, quiet=True)
+def test_runs_with_different_settings_never_share_a_folder(tmp_path):
+    a = train("ia", tiny(IAConfig), runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    b = train("ia", tiny(IAConfig, lr=3e-4), runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    assert a.run.dir != b.run.dir and a.result_path != b.result_path
+    with pytest.raises(ValueError, match="--resume"):
+        train("ia", tiny(IAConfig), runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+
+
+def test_ia_refuses_a_difficulty_curriculum_that_would_leak_answers(tmp_path):
+    with pytest.raises(ValueError, match="curriculum size"):
+        train(
+            "ia", tiny(IAConfig, task="ShortestPath", curriculum="difficulty"), runs_dir=tmp_path, quiet=True
+        )
+
+
+@pytest.mark.parametrize("name", ["ShortestPath", "UnionFind", "SequentialAssignment"])
+def test_ia_training_never_touches_answers_or_answer_derived_difficulty(name, tmp_path, monkeypatch):
+    import baselines.trainer as trainer_module
+
+    original_init = trainer_module.Trainer.__init__
+    make = trainer_module.make_task
+
+    def forbid(task):
+        def forbidden(*a, **k):
+            raise AssertionError("IA read the ground truth or an answer-derived difficulty")
+
+        for attr in ("ground_truth", "correct", "difficulty"):
+            monkeypatch.setattr(task, attr, forbidden)
+        return task
+
+    def init_forbidding_truth(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)  # the test set keeps its own, intact task
+        forbid(self.task)
+        monkeypatch.setattr(trainer_module, "make_task", lambda *a, **k: forbid(make(*a, **k)))
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", init_forbidding_truth)
+    cfg = tiny(IAConfig, task=name, curriculum_threshold=0.01, curriculum_min_steps=2)
+    trainer = train("ia", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    assert trainer.curriculum.mode == "size" and trainer.step == cfg.steps
 
 
 def test_bad_configuration_is_refused():

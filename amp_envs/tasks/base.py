@@ -187,6 +187,10 @@ class Task:
     #: the kinds that are "simple" (answered from the context by a lookup)
     simple_kinds: tuple[str, ...] = ()
     answer_len: int = 1
+    #: True when `difficulty` reads only the question's tokens (permutation powering's k, the
+    #: number of wildcards). Elsewhere it is computed from the context (a depth, a distance) and
+    #: says something about the answer, so Iterated Amplification must not select data by it.
+    difficulty_from_question: bool = False
 
     def __init__(self, size: int, max_size: int | None = None) -> None:
         self.size = check_size("size", size, self.min_size)

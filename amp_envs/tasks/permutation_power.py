@@ -34,6 +34,7 @@ BIT_WEIGHTS = 1 << np.arange(K_BITS - 1, -1, -1)  # most significant bit first
 class PermutationPower(Task):
     name = "PermutationPower"
     kinds = ("pow",)
+    difficulty_from_question = True
     main_kinds = ("pow",)
     simple_kinds = ()  # simplicity depends on k, see is_simple
     fact_len = 2

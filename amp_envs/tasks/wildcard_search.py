@@ -41,6 +41,7 @@ MAX_BITS = 12
 class WildcardSearch(Task):
     name = "WildcardSearch"
     kinds = ("sum",)
+    difficulty_from_question = True
     main_kinds = ("sum",)
     simple_kinds = ()  # simplicity depends on the pattern, see is_simple
     max_subquestions = 2
