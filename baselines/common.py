@@ -5,6 +5,7 @@ held-out test set."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,9 +161,11 @@ def draw_questions(
     max_difficulty: int | None = None,
     oversample: int = 16,
     with_difficulty: bool = True,
+    kinds: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """`per_context` episode questions for every context, at most `max_difficulty` hard where
-    possible (the easiest of `oversample` times as many candidates otherwise).
+    possible (the easiest of `oversample` times as many candidates otherwise), of `kinds`
+    (default: the task's main kinds).
 
     Returns ctx_idx (B * per_context,), questions (B * per_context, Lq), their difficulty and
     the hardest difficulty among all candidates. With `with_difficulty=False` (and no cap) the
@@ -171,7 +174,7 @@ def draw_questions(
     b = len(ctx)
     tries = 1 if max_difficulty is None else oversample
     idx = np.repeat(np.arange(b), per_context * tries)
-    q = task.sample_questions(ctx, rng, ctx_idx=idx)
+    q = task.sample_questions(ctx, rng, kinds, ctx_idx=idx)
     if max_difficulty is None and not with_difficulty:
         return idx, q, np.zeros(len(q), np.int64), 0
     difficulty = task.difficulty(ctx, idx, q)

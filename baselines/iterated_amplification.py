@@ -26,6 +26,10 @@ class IAConfig(TrainConfig):
     ema_horizon: float = 20.0  # X' = EMA of X's weights, decay 1 - 1 / horizon (the paper: ~1000)
     replay_contexts: int = 320  # replay buffer size in contexts (x questions_per_context items)
     generate_contexts: int = 16  # contexts amplified per training step
+    # "all": train on every kind of question H asks X (union find's parent and depth, shortest
+    # path's next step, ...: without them X' can only say `?` to those subquestions, and
+    # `?` everywhere is a fixed point of amplification); "main": the main kind only
+    question_kinds: str = "all"
 
 
 class EMAModel:
@@ -52,6 +56,8 @@ class EMAModel:
 def setup(t: Trainer) -> None:
     cfg, task = t.cfg, t.train_task()
     assert isinstance(cfg, IAConfig)
+    if cfg.question_kinds not in ("all", "main"):
+        raise ValueError(f"question_kinds must be 'all' or 'main', got {cfg.question_kinds!r}")
     if t.curriculum.mode == "difficulty" and not task.difficulty_from_question:
         raise ValueError(
             f"{task.name}'s difficulty classes are computed from the context (they reveal part of "
@@ -78,6 +84,7 @@ def train_step(t: Trainer) -> dict[str, float]:
         cfg.questions_per_context,
         t.curriculum.max_difficulty,
         with_difficulty=task.difficulty_from_question,
+        kinds=task.episode_kinds if cfg.question_kinds == "all" else None,
     )
     answers, asked = amplify(task, target.model, ctx, q, t.rng)
     t.count("amplified_questions", len(q))

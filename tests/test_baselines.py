@@ -299,3 +299,14 @@ def test_size_curriculum_grows_the_contexts(tmp_path, method, cls):
     assert [row["curriculum_size"] for row in trainer.run.curve] == [6, 6]
     sizes = {len(t.vocab) for t in trainer._tasks_by_size.values()}
     assert len(trainer._tasks_by_size) == 4 and len(sizes) == 1  # one vocabulary for every size
+
+
+def test_ia_trains_on_every_kind_of_question_h_asks(tmp_path):
+    """Union find's H asks X for parents and depths: IA must train X on those too, or X' can only
+    say `?` to them and `?` everywhere is a fixed point of amplification."""
+    trainer = train("ia", tiny(IAConfig, task="UnionFind", steps=2), runs_dir=tmp_path, quiet=True)
+    buffer = trainer.extra["buffer"]
+    kinds = trainer.task.kind_of(buffer.questions[: buffer.size].reshape(-1, trainer.task.question_len))
+    assert {trainer.task.kinds[k] for k in kinds} == {"parent", "depth", "value"}
+    with pytest.raises(ValueError, match="question_kinds"):
+        train("ia", tiny(IAConfig, question_kinds="some"), runs_dir=tmp_path, quiet=True)
