@@ -304,7 +304,9 @@ def test_size_curriculum_grows_the_contexts(tmp_path, method, cls):
 def test_ia_trains_on_every_kind_of_question_h_asks(tmp_path):
     """Union find's H asks X for parents and depths: IA must train X on those too, or X' can only
     say `?` to them and `?` everywhere is a fixed point of amplification."""
-    trainer = train("ia", tiny(IAConfig, task="UnionFind", steps=2), runs_dir=tmp_path, quiet=True)
+    trainer = train(
+        "ia", tiny(IAConfig, task="UnionFind", steps=2), runs_dir=tmp_path, results_dir=tmp_path, quiet=True
+    )
     buffer = trainer.extra["buffer"]
     kinds = trainer.task.kind_of(buffer.questions[: buffer.size].reshape(-1, trainer.task.question_len))
     assert {trainer.task.kinds[k] for k in kinds} == {"parent", "depth", "value"}
