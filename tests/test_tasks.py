@@ -215,3 +215,47 @@ def test_stepwise_expert_agrees_with_run_expert(name):
     assert np.array_equal(n, whole.num_sub)
     assert np.array_equal(final, whole.answers)
     assert np.array_equal(sub_q, whole.sub_questions)
+
+
+def test_any_shortest_next_step_and_any_neighbour_is_correct():
+    """Questions with several right answers: shortest path's step (any out-neighbour on a
+    shortest path) and union find's neighbor (any neighbour), checked against the facts."""
+    task = make_task("ShortestPath", 8)
+    rng = np.random.default_rng(9)
+    ctx = task.generate(rng, 20)
+    v = task.vocab
+
+    def reference_dist(c: int, a: int, b: int) -> int | None:
+        if a == b:
+            return 0
+        token = reference_answer(
+            task, ctx.facts[c], task.question(v.sym("dist"), np.array([a]), np.array([b]))[0]
+        )
+        value, is_number = v.number_value(token)
+        return int(value) if is_number else None  # None: far
+
+    checked = 0
+    for c in range(len(ctx)):
+        out: dict[int, list[int]] = {}
+        for a, _, b in ctx.facts[c][ctx.facts[c, :, 0] != 0]:
+            out.setdefault(int(a), []).append(int(b))
+        for question in task.sample_questions(ctx, rng, ("step",), ctx_idx=np.full(10, c)):
+            a, b = int(question[1]), int(question[2])
+            d = reference_dist(c, a, b)
+            if d is None:
+                continue
+            for nxt in out.get(a, []):
+                expected = reference_dist(c, nxt, b) == d - 1
+                assert task.correct(ctx, np.array([c]), question[None], np.array([[nxt]]))[0] == expected
+                checked += 1
+    assert checked > 50
+
+    uf = make_task("UnionFind", 8)
+    ctx = uf.generate(rng, 10)
+    for c in range(len(ctx)):
+        for x in ctx.names[c]:
+            for y in ctx.names[c]:
+                q = uf.question(uf.vocab.sym("neighbor"), np.array([x]))
+                adjacent = uf.question(uf.vocab.sym("adjacent"), np.array([x]), np.array([y]))[0]
+                expected = reference_answer(uf, ctx.facts[c], adjacent) == uf.vocab.sym("yes")
+                assert uf.correct(ctx, np.array([c]), q, np.array([[y]]))[0] == expected
