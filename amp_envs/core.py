@@ -26,6 +26,12 @@ ASK, ANSWER = 0, 1
 CONTEXT_CHUNK = 64
 
 
+def check_render_mode(render_mode: str | None, allowed: Sequence[str]) -> str | None:
+    if render_mode is not None and render_mode not in allowed:
+        raise ValueError(f"render_mode must be one of {list(allowed)} or None, got {render_mode!r}")
+    return render_mode
+
+
 class EpisodeBatch:
     """n episodes of one task, stepped together.
 

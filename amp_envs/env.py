@@ -38,7 +38,7 @@ Always `num_subquestions`. When the episode ends: `ground_truth` (answer tokens)
 `difficulty` (the task's difficulty class of the question) and `question_kind`.
 
 ## Arguments
-`gym.make("Amp/PermutationPower-v0", size=64, max_size=None, answerer="oracle-easier",
+`gym.make("Amp/PermutationPower-v0", size=None (64), max_size=None, answerer="oracle-easier",
 question_kinds=None, max_subquestions=None, subquestion_cost=0.0, render_mode=None, **task_options)`.
 `size` is the context size N (the paper's is 64); `max_size` fixes the vocabulary and shapes for a
 curriculum over sizes; `question_kinds` picks episode question kinds other than the main one
@@ -54,7 +54,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from amp_envs.core import Answerer, EpisodeBatch
+from amp_envs.core import Answerer, EpisodeBatch, check_render_mode
 from amp_envs.tasks import Task, make_task
 
 ObsDict = dict[str, Any]
@@ -66,7 +66,7 @@ class AmpEnv(gym.Env[ObsDict, np.ndarray]):
     def __init__(
         self,
         task: str | Task = "PermutationPower",
-        size: int = 64,
+        size: int | None = None,
         answerer: str | Answerer = "oracle-easier",
         question_kinds: Sequence[str] | str | None = None,
         max_subquestions: int | None = None,
@@ -74,11 +74,8 @@ class AmpEnv(gym.Env[ObsDict, np.ndarray]):
         render_mode: str | None = None,
         **task_options: Any,
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
-            )
-        self.task = make_task(task, size, **task_options) if not isinstance(task, Task) else task
+        check_render_mode(render_mode, self.metadata["render_modes"])
+        self.task = make_task(task, size, **task_options)
         self.episodes = EpisodeBatch(
             self.task, 1, answerer, question_kinds, max_subquestions, subquestion_cost
         )

@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from amp_envs.core import Answerer, EpisodeBatch
+from amp_envs.core import Answerer, EpisodeBatch, check_render_mode
 from amp_envs.tasks import Task, make_task
 
 
@@ -32,7 +32,7 @@ class AmpVectorEnv(VectorEnv):
         self,
         task: str | Task = "PermutationPower",
         num_envs: int = 1,
-        size: int = 64,
+        size: int | None = None,
         answerer: str | Answerer = "oracle-easier",
         question_kinds: Sequence[str] | str | None = None,
         max_subquestions: int | None = None,
@@ -42,11 +42,8 @@ class AmpVectorEnv(VectorEnv):
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
-            )
-        self.task = make_task(task, size, **task_options) if not isinstance(task, Task) else task
+        check_render_mode(render_mode, self.metadata["render_modes"])
+        self.task = make_task(task, size, **task_options)
         self.num_envs = int(num_envs)
         self.episodes = EpisodeBatch(
             self.task, self.num_envs, answerer, question_kinds, max_subquestions, subquestion_cost

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import amp_envs
-from amp_envs import AmpEnv, AmpVectorEnv, ExpertPolicy
+from amp_envs import AmpEnv, AmpVectorEnv, ExpertPolicy, make_task
 
 ENV_IDS = sorted(amp_envs.ENV_IDS.values())
 AUX_KINDS = {"UnionFind": ("parent", "depth"), "ShortestPath": ("step",)}
@@ -216,6 +216,13 @@ def test_step_after_end_is_an_error():
 def test_invalid_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AmpEnv("PermutationPower", **kwargs)
+
+
+def test_a_task_instance_is_used_as_given():
+    task = make_task("UnionFind", 8)
+    assert AmpEnv(task).task is task and AmpVectorEnv(task, num_envs=2).task is task
+    with pytest.raises(ValueError, match="not both"):
+        AmpEnv(task, size=16)
 
 
 def test_unknown_task_and_option():

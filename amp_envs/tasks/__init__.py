@@ -15,15 +15,16 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-def make_task(name: str | Task, size: int = 64, **kwargs: object) -> Task:
-    """A task instance by its registered name (or pass an instance through unchanged)."""
+def make_task(name: str | Task, size: int | None = None, **kwargs: object) -> Task:
+    """A task instance by its registered name (size defaults to 64, the paper's), or an instance
+    passed through unchanged (a size or options that disagree with it are refused)."""
     if isinstance(name, Task):
-        if kwargs or size != name.size:
-            raise ValueError("pass either a Task instance or a task name with options, not both")
+        if kwargs or (size is not None and size != name.size):
+            raise ValueError("pass either a Task instance or a task name with size and options, not both")
         return name
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
-    return TASKS[name](size=size, **kwargs)
+    return TASKS[name](size=64 if size is None else size, **kwargs)
 
 
 __all__ = [
