@@ -6,6 +6,12 @@
         decoder: each question attends to the fact states (questions do not see each other)
     output: a mixture of a vocabulary softmax and a pointer over every token of every fact
         (element names are per-episode labels, so the answer is usually copied out of a fact).
+    pointer doubling: the encoder learns a soft "next fact" link from token equality (for a
+        permutation: fact x->y links to fact y->z) and squares it (link^2, link^4, ...); every
+        decoder layer keeps its current fact, re-points by content, or follows one of these
+        maps, routed by the question (so s^k(x) takes one layer per bit of k, not k hops).
+        Measured on permutation powering, size 8, supervised: 95% after 1,500 steps with it,
+        77% after 1,900 without.
 
 Every answer in this project's tasks is one token (answer_len == 1), so the answer is one
 classification over the vocabulary, computed for every question at once.
@@ -29,6 +35,9 @@ class ModelConfig:
     decoder_layers: int = 6  # each decoder layer can chase one pointer hop
     d_ff: int = 256
     dropout: float = 0.0
+    # pointer doubling: a learned "next fact" link, squared this many times in the encoder
+    # (link^1, link^2, link^4, ...); each decoder layer may follow any of them (0 = off)
+    doubling_levels: int = 6
 
     @classmethod
     def preset(cls, name: str) -> ModelConfig:
@@ -114,7 +123,7 @@ class Answerer(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, fact_len: int, question_len: int) -> None:
         super().__init__()
         d = cfg.d_model
-        self.cfg, self.vocab_size = cfg, vocab_size
+        self.cfg, self.vocab_size, self.fact_len = cfg, vocab_size, fact_len
         self.embed = nn.Embedding(vocab_size, d)
         self.fact_role = nn.Parameter(torch.randn(fact_len, d) * 0.02)  # role of a token in its fact
         self.question_role = nn.Parameter(torch.randn(question_len, d) * 0.02)
@@ -130,6 +139,11 @@ class Answerer(nn.Module):
         self.vocab_head = nn.Linear(d, vocab_size)
         self.pointer = Pointer(d, match_features, fact_len)
         self.pointer_key = nn.Linear(d, d)
+        self.levels = cfg.doubling_levels
+        if self.levels:
+            self.link = nn.Linear(fact_len * fact_len, 1)  # fact -> next fact, from token equality
+            self.start = nn.Linear(question_len * fact_len, 1)  # the fact the question is about
+            self.route = nn.ModuleList(nn.Linear(d, 2 + self.levels) for _ in range(cfg.decoder_layers))
         self.apply(self._init)
 
     @staticmethod
@@ -139,8 +153,9 @@ class Answerer(nn.Module):
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def encode(self, facts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Fact states (B, F, d), fact mask (B, F) and pointer keys (B, F * Lf, d)."""
+    def encode(self, facts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Fact states (B, F, d), fact mask (B, F), pointer keys (B, F * Lf, d) and, with
+        doubling, the maps (B, levels, F, F): fact -> fact of link^(2^l)."""
         b, f, lf = facts.shape
         tokens = self.embed(facts) + self.fact_role  # (B, F, Lf, d)
         mask = (facts != 0).any(-1)
@@ -150,7 +165,15 @@ class Answerer(nn.Module):
         for block in self.encoder:
             x = block(x, x, mask, match)
         keys = self.pointer_key(tokens + x[:, :, None, :]).reshape(b, f * lf, -1)
-        return x, mask, keys
+        if not self.levels:
+            return x, mask, keys, None
+        if match is None:
+            match = token_matches(facts, facts)
+        link = self.link(match).squeeze(-1).masked_fill(~mask[:, None, :], float("-inf"))
+        maps = [torch.softmax(link, dim=-1)]  # (B, F, F): a soft "next fact" for every fact
+        for _ in range(1, self.levels):
+            maps.append(maps[-1] @ maps[-1])  # link^(2^l) by repeated squaring
+        return x, mask, keys, torch.stack(maps, dim=1)
 
     def decode(
         self,
@@ -159,7 +182,7 @@ class Answerer(nn.Module):
         questions: torch.Tensor,
     ) -> torch.Tensor:
         """Log-probabilities (B, Q, vocab) of the answers to questions (B, Q, Lq)."""
-        states, mask, keys = memory
+        states, mask, keys, maps = memory
         b, q, _ = questions.shape
         f, lf = facts.shape[1:]
         fact_tokens = facts.reshape(b, -1)
@@ -169,11 +192,23 @@ class Answerer(nn.Module):
         x = self.question_mix((self.embed(questions) + self.question_role).reshape(b, q, -1))
         question_match = token_matches(questions, facts)  # (B, Q, F, Lq * Lf)
         chased = question_match.new_zeros(b, q, f, lf)
-        for block, chase in zip(self.decoder, self.chase, strict=True):
+        if maps is not None:  # the fact the question starts from (B, Q, F)
+            start = self.start(question_match).squeeze(-1).masked_fill(~mask[:, None, :], float("-inf"))
+            current = torch.softmax(start, dim=-1)
+        for layer, (block, chase) in enumerate(zip(self.decoder, self.chase, strict=True)):
             match = torch.cat([question_match, chased], dim=-1)
             x = block(x, states, mask, match)
             where = torch.softmax(chase(x, keys, match, pad), dim=-1)  # (B, Q, P)
-            chased = (where @ same.float()).reshape(b, q, f, lf) * MATCH_SCALE
+            if maps is None:
+                chased = (where @ same.float()).reshape(b, q, f, lf) * MATCH_SCALE
+                continue
+            # stay at the current fact, move to the one pointed at by content, or follow the
+            # link 1, 2, 4, ... times (the route is read off the question, e.g. k's bits)
+            route = torch.softmax(self.route[layer](x), dim=-1)  # (B, Q, 2 + levels)
+            followed = torch.einsum("bqf,blfg->lbqg", current, maps)
+            options = [current, where.reshape(b, q, f, lf).sum(-1), *followed]
+            current = sum(route[..., i, None] * option for i, option in enumerate(options))
+            chased = current[..., None].expand(-1, -1, -1, lf) * MATCH_SCALE
         x = self.norm(x)
         vocab_logits = self.vocab_head(x)  # (B, Q, V)
         pointer_logits = self.pointer(x, keys, torch.cat([question_match, chased], dim=-1), pad)
