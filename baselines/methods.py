@@ -3,6 +3,21 @@
 A method is a config dataclass (extending `TrainConfig`), a `train_step(trainer) -> metrics`
 function, and optionally a `setup(trainer)` that creates its extra state. Register your own with
 `register_method` and it is trainable, evaluable and written to the leaderboard like the rest.
+
+The protocol, what a method receives and returns (worked example: examples/custom_method.py):
+
+* receives, through the `Trainer` `t`: the batched engine `t.train_task()` (or build the
+  Gymnasium env from `t.cfg.task`), a seeded `t.rng`, the answerer X `t.model` with
+  `t.optimise(loss)`, state kept in `t.extra` (checkpointed), and a budget: `train_step` is
+  called until `cfg.steps` steps or `cfg.max_minutes` minutes;
+* records with `t.count(key, n)` every piece of information it consumes (`ground_truth_labels`,
+  `demonstrations`, `expert_subquestions`, `reward_queries`, `environment_steps`, ...; a count
+  never recorded is shown as 0);
+* returns, per step, metrics to log; in the end `t.model`, the answerer that is evaluated on the
+  fixed test set, saved (leaderboard/weights/) and re-evaluated by `amp verify`.
+
+Outside the package: `register_method` in your own module, then `amp train --import my_module
+--method NAME` (or `amp bench --import ...`), and `amp leaderboard` shows its rows.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ import torch
 from tqdm import tqdm
 
 from baselines.common import TrainConfig
+from baselines.results import SCHEMA_VERSION, save_weights, weights_path_for
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "leaderboard" / "results"
-SCHEMA_VERSION = 1
 
 
 def git_commit() -> str:
@@ -186,9 +186,20 @@ class Run:
         return state
 
     # -- the result file --------------------------------------------------------------------------
-    def write_result(self, final: dict[str, Any], step: int, stop_reason: str) -> Path:
+    def write_result(
+        self, final: dict[str, Any], step: int, stop_reason: str, model: torch.nn.Module | None = None
+    ) -> Path:
         """stop_reason: "steps" (the step budget was reached), "time" (`max_minutes` was), or
-        "interrupted" (Ctrl-C or SIGTERM: the result is marked partial)."""
+        "interrupted" (Ctrl-C or SIGTERM: the result is marked partial). With `model`, its weights
+        alone go to `leaderboard/weights/<name>.pt` (what `amp verify` re-evaluates)."""
+        path = self.results_dir / f"{self.name}.json"
+        weights = None
+        if model is not None:
+            weights_path = weights_path_for(path)
+            weights = {
+                "path": str(weights_path.relative_to(path.parent.parent)),
+                "sha256": save_weights(model, weights_path),
+            }
         result = {
             "schema_version": SCHEMA_VERSION,
             "task": self.cfg.task,
@@ -210,8 +221,8 @@ class Run:
             "steps_to": {str(t): steps_to(self.curve, t / 100) for t in (90, 99)},
             "curve": self.curve,
             "checkpoint": str(self.checkpoint_path),
+            "weights": weights,
         }
-        path = self.results_dir / f"{self.name}.json"
         atomic_write_text(json.dumps(result, indent=1) + "\n", path)
         return path
 

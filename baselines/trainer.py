@@ -116,7 +116,7 @@ class Trainer:
             self.checkpoint()
         self.run.close()
         final = {**self.last_eval, "curriculum": self.curriculum.state_dict()}
-        self.result_path = self.run.write_result(final, self.step, self.stop_reason)
+        self.result_path = self.run.write_result(final, self.step, self.stop_reason, model=self.model)
         return final
 
     def evaluate(self, metrics: dict[str, float]) -> None:

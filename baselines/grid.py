@@ -1,0 +1,237 @@
+"""`amp bench`: train a grid of runs (tasks x methods x sizes x seeds), each with a time budget.
+
+Resumable: a run whose complete result file exists is skipped, a run that was interrupted
+(a partial result or a checkpoint without a result) is resumed from its checkpoint; so the same
+command, run again, finishes what is left. Backends:
+
+* `local` (default): `--jobs` worker processes on this machine, one fresh process per run.
+* `ray` (`pip install 'amp-envs[ray]'`): every run is a Ray task, on the cluster at
+  `--ray-address` or on a local Ray instance; for grids that outgrow one machine (the runs
+  folder and the results folder must then be on storage every node sees).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import itertools
+import json
+import multiprocessing
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import baselines.run
+from baselines.methods import get_method
+from baselines.results import ResultError, load_result
+from baselines.run import config_id
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid: a method and the config values that differ from its defaults."""
+
+    method: str
+    settings: dict[str, Any] = field(hash=False)
+    runs_dir: str = "runs"
+    results_dir: str = "leaderboard/results"
+    plugins: tuple[str, ...] = ()  # modules or .py files that register methods (`--import`)
+
+    def config(self) -> Any:
+        return get_method(self.method).config(**self.settings)
+
+    @property
+    def name(self) -> str:
+        cfg = self.config()
+        return f"{cfg.task}-n{cfg.size}-{self.method}-s{cfg.seed}-{config_id(cfg)}"
+
+    @property
+    def result_path(self) -> Path:
+        return Path(self.results_dir) / f"{self.name}.json"
+
+    def status(self) -> str:
+        """ "done" (complete result file), "resume" (interrupted: continue it) or "new"."""
+        if self.result_path.exists():
+            try:
+                if not load_result(self.result_path)["partial"]:
+                    return "done"
+            except ResultError:
+                pass  # a broken file: train again (resuming if there is a checkpoint)
+        return "resume" if (Path(self.runs_dir) / self.name / "checkpoint.pt").exists() else "new"
+
+
+def grid(
+    tasks: Iterable[str],
+    methods: Iterable[str],
+    sizes: Iterable[int],
+    seeds: Iterable[int],
+    settings: dict[str, Any] | None = None,
+    runs_dir: str | Path = "runs",
+    results_dir: str | Path | None = None,
+    plugins: Iterable[str] = (),
+) -> list[RunSpec]:
+    """The runs of a grid. `settings` (e.g. max_minutes, steps, eval_every) go to every method
+    whose config has that field. Results go to `results_dir` (default leaderboard/results)."""
+    results_dir = baselines.run.RESULTS_DIR if results_dir is None else results_dir
+    specs = []
+    for task, method, size, seed in itertools.product(tasks, methods, sizes, seeds):
+        names = {f.name for f in dataclasses.fields(get_method(method).config)}
+        extra = {k: v for k, v in (settings or {}).items() if k in names}
+        values = {**extra, "task": task, "size": int(size), "seed": int(seed)}
+        specs.append(RunSpec(method, values, str(runs_dir), str(results_dir), tuple(plugins)))
+    return specs
+
+
+def run_one(spec: RunSpec) -> dict[str, Any]:
+    """Train one run in this process (quietly; Ctrl-C/SIGTERM stop it cleanly with a partial
+    result); returns a summary."""
+    from baselines.cli import _stop_cleanly_on_signals, import_plugins
+    from baselines.methods import train
+
+    start = time.perf_counter()
+    try:
+        import_plugins(spec.plugins)
+        trainer = train(
+            spec.method,
+            spec.config(),
+            runs_dir=spec.runs_dir,
+            results_dir=Path(spec.results_dir),
+            resume=spec.status() == "resume",
+            quiet=True,
+            on_start=_stop_cleanly_on_signals,
+        )
+    except Exception as e:  # one failed run must not take the grid down: report it
+        name = f"{spec.method} {spec.settings}"
+        return {"name": name, "ok": False, "error": f"{type(e).__name__}: {e}"}
+    return {
+        "name": spec.name,
+        "ok": True,
+        "accuracy": trainer.last_eval["accuracy"],
+        "steps": trainer.step,
+        "stop_reason": trainer.stop_reason,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+class Progress:
+    """Runs done, running and left, printed whenever one of them changes."""
+
+    def __init__(self, total: int, skipped: int, echo: Callable[[str], None] = print) -> None:
+        self.total, self.done, self.failed, self.running = total, skipped, 0, 0
+        self.echo = echo
+        if skipped:
+            echo(f"[bench] {skipped} of {total} runs already have a result: skipped")
+
+    def started(self, name: str, how: str = "started") -> None:
+        self.running += 1
+        self.show(f"{how} {name}")
+
+    def finished(self, summary: dict[str, Any]) -> None:
+        self.running -= 1
+        self.done += 1
+        if summary["ok"]:
+            what = f"{summary['accuracy']:.3f} after {summary['steps']} steps ({summary['stop_reason']})"
+        else:
+            self.failed += 1
+            what = f"FAILED: {summary['error']}"
+        self.show(f"finished {summary['name']}: {what}")
+
+    def show(self, event: str) -> None:
+        left = self.total - self.done - self.running
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        self.echo(f"[bench] done {self.done}{failed} | running {self.running} | left {left} | {event}")
+
+
+def run_grid(
+    specs: list[RunSpec],
+    backend: str = "local",
+    jobs: int = 1,
+    ray_address: str | None = None,
+    cpus_per_run: float = 1,
+    echo: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run every spec without a complete result; returns the summaries of the runs made."""
+    todo = [s for s in specs if s.status() != "done"]
+    progress = Progress(len(specs), len(specs) - len(todo), echo)
+    if not todo:
+        return []
+    if backend == "local":
+        return _run_local(todo, jobs, progress)
+    if backend == "ray":
+        return _run_ray(todo, ray_address, cpus_per_run, progress)
+    raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+
+
+def _run_local(todo: list[RunSpec], jobs: int, progress: Progress) -> list[dict[str, Any]]:
+    # spawn: a fresh interpreter per run (no torch state inherited by fork); the main module is
+    # re-imported there, so a script's register_method calls hold in the workers too
+    context = multiprocessing.get_context("spawn")
+    out = []
+    with cf.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context, max_tasks_per_child=1) as pool:
+        pending = iter(todo)
+        running: dict[cf.Future, RunSpec] = {}
+        for spec in itertools.islice(pending, max(1, jobs)):  # submit as slots free: honest "running"
+            running[pool.submit(run_one, spec)] = spec
+            progress.started(spec.name)
+        while running:
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                spec = running.pop(future)
+                try:
+                    summary = future.result()
+                except Exception as e:  # the worker process died
+                    summary = {"name": spec.name, "ok": False, "error": f"{type(e).__name__}: {e}"}
+                out.append(summary)
+                progress.finished(summary)
+                nxt = next(pending, None)
+                if nxt is not None:
+                    running[pool.submit(run_one, nxt)] = nxt
+                    progress.started(nxt.name)
+    return out
+
+
+def _run_ray(
+    todo: list[RunSpec], address: str | None, cpus_per_run: float, progress: Progress
+) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit("the ray backend needs the ray extra: pip install 'amp-envs[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=cpus_per_run, max_retries=0)(run_one)
+    running = {remote.remote(spec): spec for spec in todo}
+    for spec in todo:  # Ray schedules them all: "running" counts those waiting for a CPU there too
+        progress.started(spec.name, "submitted to Ray:")
+    out = []
+    try:
+        while running:
+            finished, _ = ray.wait(list(running), num_returns=1)
+            spec = running.pop(finished[0])
+            try:
+                summary = ray.get(finished[0])
+            except Exception as e:  # the task or its worker failed
+                summary = {"name": spec.name, "ok": False, "error": f"{type(e).__name__}: {e}"}
+            out.append(summary)
+            progress.finished(summary)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return out
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """["lr=0.0003", "curriculum=none"] -> {"lr": 0.0003, "curriculum": "none"} (JSON values)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    return out

@@ -1,0 +1,262 @@
+"""Result files (`leaderboard/results/<run name>.json`): their schema, validation, and the small
+model-only weights file (`leaderboard/weights/<run name>.pt`) that `amp verify` re-evaluates.
+
+A result file is written by `Run.write_result` at the end of every run. `load_result` refuses a
+file that is malformed or incomplete with a message naming the file and what is wrong, so the
+leaderboard is never built from a broken file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from baselines.common import EvalSet, TrainConfig, build_model
+from baselines.model import Answerer
+
+SCHEMA_VERSION = 1
+STOP_REASONS = ("steps", "time", "interrupted")
+
+# field -> the type(s) it must have; every one is required
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int,
+    "task": str,
+    "size": int,
+    "method": str,
+    "seed": int,
+    "config": dict,
+    "commit": str,
+    "machine": dict,
+    "command": str,
+    "partial": bool,
+    "stop_reason": str,
+    "steps": int,
+    "wall_seconds": (int, float),
+    "final": dict,
+    "counts": dict,
+    "steps_to": dict,
+    "curve": list,
+}
+CURVE_ROW = {"step": int, "wall_seconds": (int, float), "accuracy": (int, float)}
+
+
+class ResultError(ValueError):
+    """A result file that cannot be used: the message says which file and why."""
+
+
+def _expect(ok: bool, path: Path | str, message: str) -> None:
+    if not ok:
+        raise ResultError(f"{path}: {message}")
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    # bool is an int in Python: refuse it where a number is expected, and vice versa
+    if isinstance(value, bool) != (kind is bool):
+        return False
+    return isinstance(value, kind)
+
+
+def validate_result(result: Any, path: Path | str = "<result>") -> dict[str, Any]:
+    """Check a parsed result file; returns it unchanged or raises `ResultError`."""
+    _expect(isinstance(result, dict), path, "not a JSON object")
+    version = result.get("schema_version")
+    _expect(
+        version == SCHEMA_VERSION,
+        path,
+        f"schema_version {version!r}, this code reads version {SCHEMA_VERSION}",
+    )
+    missing = [k for k in REQUIRED if k not in result]
+    _expect(not missing, path, f"incomplete: missing {', '.join(missing)}")
+    for key, kind in REQUIRED.items():
+        _expect(_is(result[key], kind), path, f"{key} should be {_type_name(kind)}, got {result[key]!r:.60}")
+    _expect(result["stop_reason"] in STOP_REASONS, path, f"stop_reason must be one of {STOP_REASONS}")
+    _expect(
+        result["partial"] == (result["stop_reason"] == "interrupted"),
+        path,
+        "partial must be true exactly when stop_reason is 'interrupted'",
+    )
+    for key in ("task", "size", "seed"):
+        _expect(
+            result["config"].get(key) == result[key],
+            path,
+            f"config.{key} ({result['config'].get(key)!r}) differs from {key} ({result[key]!r})",
+        )
+    final = result["final"]
+    _expect(_is(final.get("accuracy"), (int, float)), path, "final.accuracy is missing or not a number")
+    _expect(0 <= final["accuracy"] <= 1, path, f"final.accuracy {final['accuracy']} is not in [0, 1]")
+    per = final.get("per_difficulty")
+    _expect(isinstance(per, dict), path, "final.per_difficulty is missing")
+    for d, row in per.items():
+        ok = isinstance(row, dict) and _is(row.get("accuracy"), (int, float)) and _is(row.get("count"), int)
+        _expect(ok, path, f"final.per_difficulty[{d}] needs accuracy and count")
+    for key, n in result["counts"].items():
+        _expect(_is(n, int) and n >= 0, path, f"counts.{key} must be a count (int >= 0), got {n!r}")
+    for t in ("90", "99"):
+        _expect(t in result["steps_to"], path, f"steps_to.{t} is missing (null if never reached)")
+        hit = result["steps_to"][t]
+        _expect(hit is None or ("step" in hit and "wall_seconds" in hit), path, f"steps_to.{t} malformed")
+    _expect(len(result["curve"]) > 0, path, "curve is empty: a run evaluates at least once")
+    for i, row in enumerate(result["curve"]):
+        for key, kind in CURVE_ROW.items():
+            _expect(isinstance(row, dict) and _is(row.get(key), kind), path, f"curve[{i}].{key} missing")
+    steps = [row["step"] for row in result["curve"]]
+    _expect(steps == sorted(steps), path, "curve steps are not increasing")
+    weights = result.get("weights")  # optional: older files and hand-made ones have none
+    ok = weights is None or (
+        isinstance(weights, dict) and all(isinstance(weights.get(k), str) for k in ("path", "sha256"))
+    )
+    _expect(ok, path, "weights must be null or {path, sha256}")
+    verified = result.get("verified")  # optional: written by `amp verify`
+    ok = verified is None or (isinstance(verified, dict) and isinstance(verified.get("ok"), bool))
+    _expect(ok, path, "verified must be null or {ok, accuracy, ...} as `amp verify` writes it")
+    return result
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """Read and validate one result file."""
+    path = Path(path)
+    try:
+        result = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultError(f"{path}: no such result file") from None
+    except json.JSONDecodeError as e:
+        raise ResultError(f"{path}: not valid JSON ({e})") from None
+    return validate_result(result, path)
+
+
+def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Every `*.json` under `results_dir`, validated, sorted by file name; each gets `_path`."""
+    out = []
+    for path in sorted(Path(results_dir).glob("*.json")):
+        result = load_result(path)
+        result["_path"] = path
+        out.append(result)
+    return out
+
+
+def write_result_file(result: dict[str, Any], path: Path) -> None:
+    """Write a result file the one way every writer uses (indent 1, trailing newline)."""
+    from baselines.run import atomic_write_text
+
+    clean = {k: v for k, v in result.items() if not k.startswith("_")}
+    atomic_write_text(json.dumps(clean, indent=1) + "\n", path)
+
+
+# -- weights: the model alone, small enough to commit ----------------------------------------------
+def weights_path_for(result_path: Path) -> Path:
+    """leaderboard/results/<name>.json -> leaderboard/weights/<name>.pt"""
+    return result_path.parent.parent / "weights" / (result_path.stem + ".pt")
+
+
+def save_weights(model: Answerer, path: Path) -> str:
+    """Save X's float32 parameters alone (no optimiser or replay buffer); returns the sha256."""
+    from baselines.run import atomic_save
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
+    atomic_save({"format": 1, "model": state}, path)
+    return sha256(path)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_config(result: dict[str, Any]) -> TrainConfig:
+    """The shared part of a result's config: all that the model and the test set depend on."""
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in result["config"].items() if k in names})
+
+
+def model_from_result(result: dict[str, Any], state: dict[str, torch.Tensor]) -> Answerer:
+    cfg = train_config(result)
+    model = build_model(cfg, cfg.make_task())
+    model.load_state_dict(state)
+    return model
+
+
+def evaluate_result_model(result: dict[str, Any], model: Answerer) -> dict[str, Any]:
+    """Score `model` on the run's fixed test set (same task, size and test-set shape)."""
+    cfg = train_config(result)
+    return EvalSet.build(cfg.make_task(), cfg.eval_contexts, cfg.eval_questions_per_context).evaluate(model)
+
+
+def config_without_seed(result: dict[str, Any]) -> dict[str, Any]:
+    """The settings a group of seeds shares (the budget included, bookkeeping excluded)."""
+    ignore = {"seed", "eval_every", "checkpoint_every", "threads"}
+    return {k: v for k, v in result["config"].items() if k not in ignore}
+
+
+def setting_id(result: dict[str, Any]) -> str:
+    """6 hex digits naming a method's settings across seeds: rows group seeds by it."""
+    text = json.dumps({"method": result["method"], **config_without_seed(result)}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:6]
+
+
+# -- verification ----------------------------------------------------------------------------------
+def _model_state(result: dict[str, Any], path: Path, checkpoint: Path | None) -> tuple[dict, Path, str]:
+    """The run's final weights: `checkpoint` if given, else the weights file the result names,
+    else the run folder's checkpoint (then the weights file is written from it, to commit)."""
+    weights = result.get("weights")
+    weights_file = path.parent.parent / weights["path"] if weights else weights_path_for(path)
+    if checkpoint is None and weights_file.exists():
+        if weights and sha256(weights_file) != weights["sha256"]:
+            raise ResultError(f"{weights_file}: sha256 differs from the one {path.name} records")
+        return torch.load(weights_file, weights_only=True)["model"], weights_file, "weights"
+    recorded = str(result.get("checkpoint", ""))  # relative to where `amp train` ran, or the repo
+    candidates = [Path(checkpoint)] if checkpoint else [Path(recorded), path.parent.parent.parent / recorded]
+    for ckpt in candidates:
+        if ckpt.is_file():
+            state = torch.load(ckpt, weights_only=False)
+            if state["step"] != result["steps"]:
+                raise ResultError(
+                    f"{ckpt} is at step {state['step']} but {path.name} records step {result['steps']} "
+                    "(a run cut inside a step keeps its previous checkpoint): nothing to verify against"
+                )
+            return state["model"], ckpt, "checkpoint"
+    raise ResultError(
+        f"{path}: no weights to verify: neither {weights_file} nor the run's checkpoint "
+        f"({result.get('checkpoint')}) exists (weights files are written by runs from this version on)"
+    )
+
+
+def verify(
+    path: str | Path, checkpoint: str | Path | None = None, tolerance: float = 0.01, record: bool = True
+) -> dict[str, Any]:
+    """Reload a run's final model, re-evaluate it on the fixed test set and compare with the
+    recorded final accuracy. With `record`, the outcome is written into the result file as
+    `verified` (the leaderboard marks those rows), and weights taken from a checkpoint are saved
+    to the weights file the result then names."""
+    path = Path(path)
+    result = load_result(path)
+    state, source, kind = _model_state(result, path, Path(checkpoint) if checkpoint else None)
+    model = model_from_result(result, state)
+    accuracy = evaluate_result_model(result, model)["accuracy"]
+    recorded = result["final"]["accuracy"]
+    if kind == "checkpoint" and record:
+        weights_file = weights_path_for(path)
+        result["weights"] = {
+            "path": str(weights_file.relative_to(path.parent.parent)),
+            "sha256": save_weights(model, weights_file),
+        }
+    verified = {
+        "ok": abs(accuracy - recorded) <= tolerance,
+        "accuracy": accuracy,
+        "recorded": recorded,
+        "tolerance": tolerance,
+        "weights_sha256": result["weights"]["sha256"] if result.get("weights") else None,
+    }
+    if record:
+        result["verified"] = verified
+        write_result_file(result, path)
+    return {**verified, "source": str(source)}
