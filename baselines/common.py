@@ -4,6 +4,7 @@ held-out test set."""
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,12 @@ class TrainConfig:
     eval_questions_per_context: int = 16
     checkpoint_every: int = 250
     threads: int = 2
+
+    def __post_init__(self) -> None:
+        # every model setting is written out, so a result file names exactly the model it trained
+        # (and a change of a preset's defaults cannot pass for the same configuration)
+        preset = dataclasses.asdict(ModelConfig.preset(self.model))
+        self.model_overrides = {**preset, **self.model_overrides}
 
     def model_config(self) -> ModelConfig:
         cfg = ModelConfig.preset(self.model)

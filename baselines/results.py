@@ -180,6 +180,9 @@ def train_config(result: dict[str, Any]) -> TrainConfig:
 
 def model_from_result(result: dict[str, Any], state: dict[str, torch.Tensor]) -> Answerer:
     cfg = train_config(result)
+    if "doubling_levels" not in result["config"].get("model_overrides", {}):
+        # written before the model had pointer doubling (and before configs listed every setting)
+        cfg.model_overrides["doubling_levels"] = 0
     model = build_model(cfg, cfg.make_task())
     model.load_state_dict(state)
     return model
