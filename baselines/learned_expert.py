@@ -230,7 +230,7 @@ class LearnedExpert:
     def _held_out_transcripts(self, cfg: LearnedHConfig) -> tuple[torch.Tensor, ...]:
         """A fixed set of H's transcripts (subquestions answered by the ground truth) from a task
         instance of its own, for scoring H' only, like the test set for X: never trained on."""
-        task = cfg.make_task()
+        task = self.eval_task = cfg.make_task()
         rng = np.random.default_rng([EVAL_SEED, zlib.crc32(task.name.encode()), task.size, 1])
         per = 16
         ctx = task.generate(rng, math.ceil(cfg.expert_eval_questions / per))
