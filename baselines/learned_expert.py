@@ -55,12 +55,15 @@ DEMO_SCHEDULES = ("upfront", "curriculum")
 class LearnedHConfig(IAConfig):
     demos: int = 20_000  # the budget: transcripts H provides over the whole run
     demo_schedule: str = "curriculum"  # "upfront" or "curriculum" (see the module docstring)
-    expert_d_model: int = 128  # H' (the paper's: width 128, depth 4)
-    expert_layers: int = 4
+    expert_d_model: int = 64  # H' (the paper's: width 128, depth 4; this learns as well, cheaper)
+    expert_layers: int = 2
     expert_heads: int = 4
-    expert_lr: float = 1e-3
+    expert_lr: float = 3e-3
     expert_batch: int = 128  # demonstrations per H' optimiser step
     expert_steps: int = 1  # H' optimiser steps per training step
+    # H' steps on the first demonstrations before any target comes from it (an untrained H' gives
+    # garbage but consistent targets, which X can agree with and so advance the curriculum)
+    expert_warmup: int = 100
     expert_eval_questions: int = 512  # held-out H transcripts H' is scored on (never trained on)
 
     def validate(self) -> None:
@@ -71,6 +74,8 @@ class LearnedHConfig(IAConfig):
             raise ValueError(
                 f"demo_schedule must be one of {list(DEMO_SCHEDULES)}, got {self.demo_schedule!r}"
             )
+        if self.expert_warmup < 0:
+            raise ValueError(f"expert_warmup must be >= 0, got {self.expert_warmup!r}")
         for name in ("expert_layers", "expert_batch", "expert_steps", "expert_eval_questions"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -128,7 +133,10 @@ class ExpertModel(nn.Module):
         self.register_buffer("distance", F.one_hot(dist.clamp(min=0), r).float() * (dist >= 0)[..., None])
         self.apply(Answerer._init)
 
-    def forward(self, records: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, records: torch.Tensor, last_only: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`last_only`: the outputs after the last record only (decoding), R read as 1 above."""
         b, r, w = records.shape
         tokens = self.embed(records) + self.role  # (B, R, W, d)
         x = self.mix(tokens.reshape(b, r, -1)) + self.position[:r]
@@ -143,6 +151,8 @@ class ExpertModel(nn.Module):
         flat = records.reshape(b, r * w)
         hidden = (flat == PAD)[:, None, :] | ~causal.repeat_interleave(w, dim=1)[None]  # (B, R, R * W)
         nothing = torch.zeros_like(flat, dtype=torch.bool)
+        if last_only:
+            x, match, hidden, r = x[:, -1:], match[:, -1:], hidden[:, -1:], 1
         queries = self.slot_norm(F.gelu(self.slots(x)).view(b, r, self.lq, -1))
         out = []
         for j, pointer in enumerate(self.pointers):
@@ -224,6 +234,7 @@ class LearnedExpert:
         self.final = np.zeros(cfg.demos, np.int64)
         self.share = math.ceil(cfg.demos / max(levels, 1))  # "curriculum": demos per level
         self.advances, self.level_key = 0, None
+        self.updates = 0  # H' optimiser steps so far
         self.eval_set = self._held_out_transcripts(cfg)
         self.last: dict[str, Any] = {}
 
@@ -296,6 +307,7 @@ class LearnedExpert:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
+        self.updates += 1
         steps_ok = out["ok"][out["live"]].float().mean().item()
         return {"expert_loss": loss.item(), "expert_train_step_agreement": steps_ok}
 
@@ -311,14 +323,14 @@ class LearnedExpert:
         self.model.eval()
         for r in range(self.model.max_records):
             with torch.no_grad():
-                stop_logit, sub_logp, final_logp = self.model(torch.from_numpy(records[:, : r + 1]))
-            stop = (stop_logit[:, r] > 0).numpy() | (r == self.model.max_records - 1)
+                stop_logit, sub_logp, final_logp = self.model(torch.from_numpy(records[:, : r + 1]), True)
+            stop = (stop_logit[:, 0] > 0).numpy() | (r == self.model.max_records - 1)
             ending = alive & stop
-            final[ending] = final_logp[:, r].argmax(-1).numpy()[ending]
+            final[ending] = final_logp[:, 0].argmax(-1).numpy()[ending]
             alive &= ~stop
             if not alive.any():
                 break
-            sub = sub_logp[:, r].argmax(-1).numpy()
+            sub = sub_logp[:, 0].argmax(-1).numpy()
             answers = yield alive, sub
             records[alive, r + 1, :lq] = sub[alive]
             records[alive, r + 1, lq:] = answers[alive]
@@ -372,6 +384,7 @@ class LearnedExpert:
             "demonstrations_used": self.budget.used,
             "demonstrations_budget": self.budget.total,
             "demo_schedule": self.cfg.demo_schedule,
+            "expert_updates": self.updates,
             "held_out_transcripts": len(self.eval_set[0]),
             "agreement_with_h": self.agreement(),
         }
@@ -387,6 +400,7 @@ class LearnedExpert:
             "final": self.final[: self.budget.used].copy(),
             "advances": self.advances,
             "level_key": self.level_key,
+            "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -398,7 +412,7 @@ class LearnedExpert:
             state["num_sub"],
             state["final"],
         )
-        self.advances, self.level_key = state["advances"], state["level_key"]
+        self.advances, self.level_key, self.updates = state["advances"], state["level_key"], state["updates"]
 
 
 # -- the method -------------------------------------------------------------------------------------
@@ -426,8 +440,8 @@ def train_step(t: Trainer) -> dict[str, float]:
     n = learned.due(t)
     if n:
         learned.demonstrate(t, n)
-    # 2. H' imitates them
-    for _ in range(cfg.expert_steps):
+    # 2. H' imitates them (first, until warmed up, without X)
+    for _ in range(max(cfg.expert_steps, cfg.expert_warmup - learned.updates)):
         expert_metrics = learned.learn(t.rng)
     # 3. IA with H' in H's place: targets are Amplify^{H'}(X')
     metrics = iterated_amplification.train_step(t, expert=learned.program)

@@ -31,6 +31,7 @@ TINY = dict(
     expert_heads=2,
     expert_batch=16,
     expert_eval_questions=32,
+    expert_warmup=3,
 )
 
 
@@ -68,7 +69,7 @@ def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monk
     used = sum(decomposed.values())
     assert used == learned.budget.used == trainer.run.counts["demonstrations"] == cfg.demos
     given = {tuple(r) for r in learned.records[:used].reshape(used, -1).tolist()}
-    assert len(trained_on) == cfg.steps
+    assert len(trained_on) == cfg.steps + cfg.expert_warmup - 1 == learned.updates
     for batch in trained_on:
         assert {tuple(r) for r in batch.reshape(len(batch), -1).tolist()} <= given
     with pytest.raises(RuntimeError, match="demonstrations"):
