@@ -8,9 +8,10 @@ through `DemoBudget`, which counts every question it decomposes and refuses to g
 
 A demonstration is one transcript of H, with X' answering its subquestions (as in the paper).
 `--demo-schedule` says when H gives them: "upfront" (all before the first step, answered by an
-untrained X': the branches H takes after good answers are then rare in them) or "curriculum"
-(an equal share at the start and at every advance of the curriculum, answered by the X' of that
-time, and whatever is left once the curriculum is complete).
+untrained X': H' then rarely sees a real answer to copy, and learns H badly), "curriculum" (an
+equal share at the start and at every advance of the curriculum, answered by the X' of that
+time, and whatever is left once the curriculum is complete) or "steady" (`--demos-per-step` at
+every step until the budget is spent).
 
 H' sees exactly what H sees: the question, its subquestions and their answers, never the facts.
 A transcript is a sequence of records, each `question_len + answer_len` tokens wide:
@@ -48,13 +49,14 @@ from baselines.iterated_amplification import IAConfig
 from baselines.model import MATCH_SCALE, Answerer, Block, ModelConfig, Pointer, copy_mixture, token_matches
 from baselines.trainer import Trainer
 
-DEMO_SCHEDULES = ("upfront", "curriculum")
+DEMO_SCHEDULES = ("upfront", "curriculum", "steady")
 
 
 @dataclass
 class LearnedHConfig(IAConfig):
     demos: int = 20_000  # the budget: transcripts H provides over the whole run
-    demo_schedule: str = "curriculum"  # "upfront" or "curriculum" (see the module docstring)
+    demo_schedule: str = "curriculum"  # "upfront", "curriculum" or "steady" (see the module docstring)
+    demos_per_step: int = 64  # "steady": demonstrations per training step
     expert_d_model: int = 64  # H' (the paper's: width 128, depth 4; this learns as well, cheaper)
     expert_layers: int = 2
     expert_heads: int = 4
@@ -76,7 +78,13 @@ class LearnedHConfig(IAConfig):
             )
         if self.expert_warmup < 0:
             raise ValueError(f"expert_warmup must be >= 0, got {self.expert_warmup!r}")
-        for name in ("expert_layers", "expert_batch", "expert_steps", "expert_eval_questions"):
+        for name in (
+            "expert_layers",
+            "expert_batch",
+            "expert_steps",
+            "expert_eval_questions",
+            "demos_per_step",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
 
@@ -263,6 +271,8 @@ class LearnedExpert:
         if self.level_key is not None and key != self.level_key:
             self.advances += 1
         self.level_key = key
+        if self.cfg.demo_schedule == "steady":
+            return min(self.cfg.demos_per_step, self.budget.left)
         if self.cfg.demo_schedule == "upfront" or not t.curriculum.growing:
             return self.budget.left
         return max(0, min(self.budget.total, self.share * (self.advances + 1)) - self.budget.used)

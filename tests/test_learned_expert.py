@@ -39,7 +39,7 @@ def tiny(**overrides) -> LearnedHConfig:
     return LearnedHConfig(**{**TINY, **overrides})
 
 
-@pytest.mark.parametrize("schedule", ["upfront", "curriculum"])
+@pytest.mark.parametrize("schedule", ["upfront", "curriculum", "steady"])
 def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monkeypatch):
     """Every question H decomposes during training is counted, and the count never passes
     `demos`; H' only ever trains on those demonstrations."""
@@ -61,7 +61,13 @@ def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monk
 
     monkeypatch.setattr(task_class, "expert", counting_expert)
     monkeypatch.setattr(learned_expert, "score", recording_score)
-    cfg = tiny(task="UnionFind", demo_schedule=schedule, curriculum_threshold=0.01, curriculum_min_steps=2)
+    cfg = tiny(
+        task="UnionFind",
+        demo_schedule=schedule,
+        demos_per_step=4,  # "steady": 12 steps would take 48 > 37
+        curriculum_threshold=0.01,
+        curriculum_min_steps=2,
+    )
     trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
     learned = trainer.extra["expert"]
     held_out = decomposed.pop(id(learned.eval_task))  # scoring H' only, like the test set for X
