@@ -215,3 +215,32 @@ def test_bad_configuration_is_refused():
         tiny(demos=0).validate()
     with pytest.raises(ValueError, match="demo_schedule"):
         tiny(demo_schedule="whenever").validate()
+
+
+@pytest.mark.parametrize("name", ["ShortestPath", "PermutationPower"])
+def test_training_never_reads_the_ground_truth(name, tmp_path, monkeypatch):
+    """Demonstrations, H' and the targets see no ground truth; scoring H' uses its own task."""
+    import baselines.trainer as trainer_module
+
+    original_init = trainer_module.Trainer.__init__
+    make = trainer_module.make_task
+
+    def forbid(task):
+        def forbidden(*a, **k):
+            raise AssertionError("ia-learned-h read the ground truth")
+
+        for attr in ("ground_truth", "correct"):
+            monkeypatch.setattr(task, attr, forbidden)
+        return task
+
+    def init_forbidding_truth(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)  # the test set keeps its own, intact task
+        forbid(self.task)
+        monkeypatch.setattr(trainer_module, "make_task", lambda *a, **k: forbid(make(*a, **k)))
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", init_forbidding_truth)
+    cfg = tiny(
+        task=name, demo_schedule="steady", demos_per_step=8, curriculum="size", curriculum_start_size=4
+    )
+    trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    assert trainer.step == cfg.steps and trainer.run.counts["demonstrations"] == 37
