@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from amp_envs.tasks import Contexts, Task, make_task
-from amp_envs.tasks.base import UNKNOWN
+from amp_envs.tasks.base import UNKNOWN, ExpertProgram, Transcripts
 from baselines.model import Answerer, ModelConfig
 
 EVAL_SEED = 1810_08575  # the held-out test set's seed (the paper's arXiv number), never trained on
@@ -256,39 +256,64 @@ class ModelAnswerer:
 
 
 @torch.no_grad()
+def amplify_transcripts(
+    task: Task,
+    model: Answerer,
+    ctx: Contexts,
+    questions: np.ndarray,
+    rng: np.random.Generator,
+    expert: Callable[[np.ndarray], ExpertProgram] | None = None,
+) -> Transcripts:
+    """Amplify^H(X) with its transcripts: `expert` (default H, `task.expert`; a learned H' plugs
+    in here) decomposes each question; simple subquestions are read off the context, the others
+    are answered by `model`. Questions are (B * Q, Lq), Q per context in order.
+
+    Never reads the ground truth: the expert sees only questions and answers, and
+    `answer_subquestions` is given the learner's answers."""
+    b = len(ctx)
+    q_per = len(questions) // b
+    m, s = len(questions), task.max_subquestions
+    ctx_idx = np.repeat(np.arange(b), q_per)
+    facts = torch.from_numpy(ctx.facts)
+    sub_questions = np.zeros((m, s, task.question_len), np.int64)
+    sub_answers = np.zeros((m, s, task.answer_len), np.int64)
+    num_sub = np.zeros(m, np.int64)
+    was_training = model.training
+    model.eval()
+    try:
+        memory = model.encode(facts)
+        program = (task.expert if expert is None else expert)(questions)
+        asked, sub = next(program)
+        while True:
+            sub_t = torch.from_numpy(sub.reshape(b, q_per, -1))
+            learned = model.decode(memory, facts, sub_t).argmax(-1).reshape(-1, 1).numpy()
+            answers = task.answer_subquestions(ctx, ctx_idx, sub, rng, learned=learned)
+            rows = np.flatnonzero(asked)
+            if len(rows) and num_sub[rows].max() >= s:
+                raise RuntimeError(f"{task.name}: the expert asked more than {s} subquestions")
+            sub_questions[rows, num_sub[rows]] = sub[rows]
+            sub_answers[rows, num_sub[rows]] = answers[rows]
+            num_sub[rows] += 1
+            asked, sub = program.send(answers)
+    except StopIteration as stop:
+        final = np.asarray(stop.value, dtype=np.int64).reshape(m, task.answer_len)
+        return Transcripts(questions, sub_questions, sub_answers, num_sub, final)
+    finally:
+        model.train(was_training)
+
+
 def amplify(
     task: Task,
     model: Answerer,
     ctx: Contexts,
     questions: np.ndarray,
     rng: np.random.Generator,
+    expert: Callable[[np.ndarray], ExpertProgram] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Amplify^H(X): H decomposes each question; simple subquestions are read off the context,
-    the others are answered by `model`. Questions are (B * Q, Lq), Q per context in order.
-
-    Never reads the ground truth: H sees only questions and answers, and `answer_subquestions`
-    is given the learner's answers. Returns the answers (B * Q,) and the subquestions asked."""
-    b = len(ctx)
-    q_per = len(questions) // b
-    ctx_idx = np.repeat(np.arange(b), q_per)
-    facts = torch.from_numpy(ctx.facts)
-    was_training = model.training
-    model.eval()
-    try:
-        memory = model.encode(facts)
-        program = task.expert(questions)
-        asked, sub = next(program)
-        count = 0
-        while True:
-            count += int(asked.sum())
-            sub_t = torch.from_numpy(sub.reshape(b, q_per, -1))
-            learned = model.decode(memory, facts, sub_t).argmax(-1).reshape(-1, 1).numpy()
-            answers = task.answer_subquestions(ctx, ctx_idx, sub, rng, learned=learned)
-            asked, sub = program.send(answers)
-    except StopIteration as stop:
-        return np.asarray(stop.value).reshape(-1), count
-    finally:
-        model.train(was_training)
+    """Amplify^H(X) (see `amplify_transcripts`): the answers (B * Q,) and the number of
+    subquestions asked."""
+    t = amplify_transcripts(task, model, ctx, questions, rng, expert)
+    return t.answers.reshape(-1), int(t.num_sub.sum())
 
 
 @dataclass

@@ -12,11 +12,14 @@ become right, and X learns those; the difficulty curriculum paces this.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from amp_envs.tasks.base import ExpertProgram
 from baselines.common import ReplayBuffer, TrainConfig, amplify, draw_questions
 from baselines.trainer import Trainer
 
@@ -69,7 +72,9 @@ def setup(t: Trainer) -> None:
     )
 
 
-def train_step(t: Trainer) -> dict[str, float]:
+def train_step(t: Trainer, expert: Callable[[np.ndarray], ExpertProgram] | None = None) -> dict[str, float]:
+    """One step of data generation and one of learning. `expert` decomposes the questions
+    (default: the scripted H; `learned_expert.py` passes its learned H')."""
     cfg, task = t.cfg, t.train_task()
     assert isinstance(cfg, IAConfig)
     target, buffer = t.extra["target"], t.extra["buffer"]
@@ -86,9 +91,9 @@ def train_step(t: Trainer) -> dict[str, float]:
         with_difficulty=task.difficulty_from_question,
         kinds=task.episode_kinds if cfg.question_kinds == "all" else None,
     )
-    answers, asked = amplify(task, target.model, ctx, q, t.rng)
+    answers, asked = amplify(task, target.model, ctx, q, t.rng, expert)
     t.count("amplified_questions", len(q))
-    t.count("expert_subquestions", asked)
+    t.count("expert_subquestions" if expert is None else "learned_expert_subquestions", asked)
     per = cfg.questions_per_context
     buffer.add(
         ctx.facts,

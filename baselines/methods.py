@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from baselines import iterated_amplification, supervised
+from baselines import iterated_amplification, learned_expert, supervised
 from baselines.common import TrainConfig
 from baselines.trainer import Trainer
 
@@ -42,6 +42,7 @@ METHODS: dict[str, Method] = {
     "ia": Method(
         iterated_amplification.IAConfig, iterated_amplification.train_step, iterated_amplification.setup
     ),
+    "ia-learned-h": Method(learned_expert.LearnedHConfig, learned_expert.train_step, learned_expert.setup),
 }
 
 

@@ -72,14 +72,16 @@ class Block(nn.Module):
     def forward(
         self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor, match: torch.Tensor
     ) -> torch.Tensor:
-        """x (B, T, d) attends to memory (B, S, d); mask (B, S) is True where memory is real;
-        match (B, T, S, P) are token-equality features (see `token_matches`)."""
+        """x (B, T, d) attends to memory (B, S, d); mask (B, S) is True where memory is real (or
+        (B, T, S) per query, e.g. causal); match (B, T, S, P) are token-equality features (see
+        `token_matches`)."""
         b, t, d = x.shape
         h = self.n_heads
         q = self.q(self.norm_q(x)).view(b, t, h, d // h).transpose(1, 2)
         k, v = self.kv(self.norm_kv(memory)).view(b, -1, 2, h, d // h).permute(2, 0, 3, 1, 4)
         bias = self.match(match).permute(0, 3, 1, 2)  # (B, H, T, S)
-        bias = bias.masked_fill(~mask[:, None, None, :], float("-inf"))
+        keep = mask[:, None, None, :] if mask.dim() == 2 else mask[:, None, :, :]
+        bias = bias.masked_fill(~keep, float("-inf"))
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + self.dropout(self.out(att.transpose(1, 2).reshape(b, t, d)))
         return x + self.dropout(self.mlp(self.norm_mlp(x)))
@@ -115,6 +117,18 @@ class Pointer(nn.Module):
         logits = self.query(x) @ keys.transpose(1, 2) / math.sqrt(x.shape[-1])
         logits = logits + self.match(match).reshape(b, t, -1)
         return logits.masked_fill(pad[:, None, :], float("-inf"))
+
+
+def copy_mixture(
+    vocab_logits: torch.Tensor, pointer_logits: torch.Tensor, tokens: torch.Tensor
+) -> torch.Tensor:
+    """Log-probabilities (B, T, V) of one softmax over the vocabulary (B, T, V) and a pointer over
+    `tokens` (B, P) (logits (B, T, P)): pointing at a token outputs that token."""
+    vocab_size = vocab_logits.shape[-1]
+    probs = torch.softmax(torch.cat([vocab_logits, pointer_logits], dim=-1), dim=-1)
+    p_vocab, p_pointer = probs[..., :vocab_size], probs[..., vocab_size:]
+    p = p_vocab.scatter_add(-1, tokens[:, None, :].expand(-1, vocab_logits.shape[1], -1), p_pointer)
+    return torch.log(p.clamp_min(1e-12))
 
 
 class Answerer(nn.Module):
@@ -212,10 +226,7 @@ class Answerer(nn.Module):
         x = self.norm(x)
         vocab_logits = self.vocab_head(x)  # (B, Q, V)
         pointer_logits = self.pointer(x, keys, torch.cat([question_match, chased], dim=-1), pad)
-        probs = torch.softmax(torch.cat([vocab_logits, pointer_logits], dim=-1), dim=-1)
-        p_vocab, p_pointer = probs[..., : self.vocab_size], probs[..., self.vocab_size :]
-        p = p_vocab.scatter_add(-1, fact_tokens[:, None, :].expand(-1, q, -1), p_pointer)
-        return torch.log(p.clamp_min(1e-12))
+        return copy_mixture(vocab_logits, pointer_logits, fact_tokens)
 
     def forward(self, facts: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(facts), facts, questions)

@@ -47,6 +47,8 @@ class Trainer:
         self.step = 0
         self.questions_seen = 0
         self.extra: dict[str, Any] = {}  # method state with state_dict/load_state_dict
+        self.reports: dict[str, Callable[[], Any]] = {}  # method sections of the result's "final"
+        self.bar: dict[str, str] = {}  # method fields shown in the progress bar
         self.stop_requested = False
         self.last_eval: dict[str, Any] = {"accuracy": 0.0}
 
@@ -103,6 +105,7 @@ class Trainer:
                         acc=f"{self.last_eval['accuracy']:.3f}",
                         level=self.curriculum.describe(),
                         loss=f"{metrics.get('loss', 0.0):.3f}",
+                        **self.bar,
                     )
         except KeyboardInterrupt:
             # raised inside a step: its state may be half updated, so the last checkpoint stays
@@ -116,6 +119,7 @@ class Trainer:
             self.checkpoint()
         self.run.close()
         final = {**self.last_eval, "curriculum": self.curriculum.state_dict()}
+        final.update({key: report() for key, report in self.reports.items()})
         self.result_path = self.run.write_result(final, self.step, self.stop_reason, model=self.model)
         return final
 

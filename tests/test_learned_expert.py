@@ -1,0 +1,246 @@
+"""IA with a learned expert H': the demonstration budget, H' itself, and whole runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from amp_envs.tasks import TASKS, make_task
+from baselines import learned_expert
+from baselines.common import amplify_transcripts, build_model
+from baselines.learned_expert import DemoBudget, ExpertModel, LearnedExpert, LearnedHConfig, score, to_records
+from baselines.methods import train
+
+TINY = dict(
+    size=6,
+    steps=12,
+    batch_contexts=4,
+    questions_per_context=4,
+    eval_every=6,
+    checkpoint_every=6,
+    eval_contexts=8,
+    eval_questions_per_context=4,
+    threads=1,
+    model_overrides={"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64},
+    demos=37,
+    expert_d_model=32,
+    expert_layers=1,
+    expert_heads=2,
+    expert_batch=16,
+    expert_eval_questions=32,
+    expert_warmup=3,
+)
+
+
+def tiny(**overrides) -> LearnedHConfig:
+    return LearnedHConfig(**{**TINY, **overrides})
+
+
+@pytest.mark.parametrize("schedule", ["upfront", "curriculum", "steady"])
+def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monkeypatch):
+    """Every question H decomposes during training is counted, and the count never passes
+    `demos`; H' only ever trains on those demonstrations."""
+    task_class = type(make_task("UnionFind", 6))
+    original_expert = task_class.expert
+    decomposed: dict[int, int] = {}
+
+    def counting_expert(self, questions):
+        decomposed[id(self)] = decomposed.get(id(self), 0) + len(questions)
+        return original_expert(self, questions)
+
+    trained_on: list[torch.Tensor] = []
+    original_score = learned_expert.score
+
+    def recording_score(model, records, num_sub, final):
+        if model.training:
+            trained_on.append(records)
+        return original_score(model, records, num_sub, final)
+
+    monkeypatch.setattr(task_class, "expert", counting_expert)
+    monkeypatch.setattr(learned_expert, "score", recording_score)
+    cfg = tiny(
+        task="UnionFind",
+        demo_schedule=schedule,
+        demos_per_step=4,  # "steady": 12 steps would take 48 > 37
+        curriculum_threshold=0.01,
+        curriculum_min_steps=2,
+    )
+    trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    learned = trainer.extra["expert"]
+    held_out = decomposed.pop(id(learned.eval_task))  # scoring H' only, like the test set for X
+    assert held_out == cfg.expert_eval_questions
+    used = sum(decomposed.values())
+    assert used == learned.budget.used == trainer.run.counts["demonstrations"] == cfg.demos
+    given = {tuple(r) for r in learned.records[:used].reshape(used, -1).tolist()}
+    assert len(trained_on) == cfg.steps + cfg.expert_warmup - 1 == learned.updates
+    for batch in trained_on:
+        assert {tuple(r) for r in batch.reshape(len(batch), -1).tolist()} <= given
+    with pytest.raises(RuntimeError, match="demonstrations"):
+        learned.budget.expert(trainer.task)(np.zeros((1, trainer.task.question_len), np.int64))
+
+
+def test_budget_refuses_past_its_total():
+    task = make_task("PermutationPower", 8)
+    budget = DemoBudget(5)
+    q = task.sample_questions(task.generate(np.random.default_rng(0), 5), np.random.default_rng(1))
+    next(budget.expert(task)(q[:3]))
+    with pytest.raises(RuntimeError, match="5 demonstrations, 2 are left"):
+        budget.expert(task)(q)
+    assert budget.used == 3 and budget.left == 2
+
+
+def test_tiny_run_writes_a_valid_result_file(tmp_path, capsys):
+    from baselines.cli import main as amp_main
+
+    amp_main(
+        ["train", "--method", "ia-learned-h", "--task", "PermutationPower", "--demos", "40"]
+        + [
+            f"--{k.replace('_', '-')}={json.dumps(v) if isinstance(v, dict) else v}"
+            for k, v in TINY.items()
+            if k != "demos"
+        ]
+        + ["--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
+    )
+    assert "demos=" in capsys.readouterr().err  # the progress bar shows the demonstrations used
+    (path,) = (tmp_path / "results").glob("PermutationPower-n6-ia-learned-h-s0-*.json")
+    result = json.loads(path.read_text())
+    assert result["method"] == "ia-learned-h" and result["partial"] is False and result["steps"] == 12
+    assert result["config"]["demos"] == 40
+    expert = result["final"]["expert"]
+    assert expert["demonstrations_used"] == result["counts"]["demonstrations"] <= 40
+    agreement = expert["agreement_with_h"]
+    for key in ("next_subquestion", "final_answer", "steps", "transcripts"):
+        assert 0 <= agreement[key] <= 1
+    errors = agreement["errors_per_step"]
+    assert set(errors) == {
+        "stopped_early",
+        "wrong_kind",
+        "wrong_arguments",
+        "did_not_stop",
+        "wrong_final_answer",
+    }
+    assert sum(errors.values()) == pytest.approx(1 - agreement["steps"])
+    assert "expert_transcripts" in result["curve"][-1] and result["counts"]["learned_expert_subquestions"] > 0
+    assert (
+        result["counts"].get("ground_truth_labels", 0) == 0 and "expert_subquestions" not in result["counts"]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_h_prime_is_causal_and_decodes_what_it_scores(name):
+    """H' read after record r does not depend on later records, and the transcripts it writes as
+    an expert program are exactly the ones it agrees with under teacher forcing."""
+    torch.manual_seed(0)
+    cfg = tiny(task=name, size=8)
+    task = cfg.make_task()
+    model = ExpertModel(cfg.expert_model_config(), task).eval()
+    rng = np.random.default_rng(0)
+    ctx = task.generate(rng, 4)
+    idx = np.repeat(np.arange(4), 8)
+    q = task.sample_questions(ctx, rng, task.episode_kinds, ctx_idx=idx)
+    records = torch.from_numpy(to_records(task, task.run_expert(ctx, idx, q, rng)))
+    with torch.no_grad():
+        full = model(records)
+        changed = records.clone()
+        changed[:, 2:] = torch.randint(0, len(task.vocab), changed[:, 2:].shape)
+        again = model(changed)
+    for a, b in zip(full, again, strict=True):
+        assert torch.allclose(a[:, :2], b[:, :2], atol=1e-5)
+
+    learned = LearnedExpert(cfg, task, levels=1)
+    learned.model = model
+    x = build_model(cfg, task)
+    t = amplify_transcripts(task, x, ctx, q, rng, learned.program)
+    assert (t.num_sub <= task.max_subquestions).all()
+    with torch.no_grad():
+        _, out = score(
+            model,
+            torch.from_numpy(to_records(task, t)),
+            torch.from_numpy(t.num_sub),
+            torch.from_numpy(t.answers[:, 0]),
+        )
+    assert out["ok"][out["live"]].float().mean() > 0.97  # float ties aside: the same decisions
+
+
+def test_h_prime_learns_h_from_demonstrations():
+    """On permutation powering, a thousand of H's transcripts teach H' to write H's transcripts
+    (held out ones) in a few dozen steps."""
+    torch.manual_seed(0)
+    cfg = tiny(
+        task="PermutationPower",
+        size=8,
+        demos=1024,
+        expert_d_model=64,
+        expert_layers=2,
+        expert_batch=64,
+        expert_lr=3e-3,
+        expert_eval_questions=256,
+    )
+    task = cfg.make_task()
+    learned = LearnedExpert(cfg, task, levels=1)
+    rng = np.random.default_rng(0)
+    ctx = task.generate(rng, 64)
+    idx = np.repeat(np.arange(64), 16)
+    q = task.sample_questions(ctx, rng, ctx_idx=idx)
+    t = task.run_expert(ctx, idx, q, rng)  # H's demonstrations, subquestions answered correctly
+    learned.budget.used = len(q)
+    learned.records[:], learned.num_sub[:], learned.final[:] = to_records(task, t), t.num_sub, t.answers[:, 0]
+    before = learned.agreement()["transcripts"]
+    for _ in range(80):
+        learned.learn(rng)
+    after = learned.agreement()
+    assert before < 0.2 and after["transcripts"] > 0.9, (before, after)
+
+
+def test_resumed_run_continues_exactly(tmp_path):
+    straight = train("ia-learned-h", tiny(), runs_dir=tmp_path / "a", results_dir=tmp_path, quiet=True)
+    train("ia-learned-h", tiny(steps=6), runs_dir=tmp_path / "b", results_dir=tmp_path, quiet=True)
+    resumed = train(
+        "ia-learned-h", tiny(), runs_dir=tmp_path / "b", results_dir=tmp_path, resume=True, quiet=True
+    )
+    for a, b in (
+        (straight.model, resumed.model),
+        (straight.extra["expert"].model, resumed.extra["expert"].model),
+    ):
+        for p, r in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+            assert torch.equal(p, r)
+    assert straight.extra["expert"].budget.used == resumed.extra["expert"].budget.used
+
+
+def test_bad_configuration_is_refused():
+    with pytest.raises(ValueError, match="demos"):
+        tiny(demos=0).validate()
+    with pytest.raises(ValueError, match="demo_schedule"):
+        tiny(demo_schedule="whenever").validate()
+
+
+@pytest.mark.parametrize("name", ["ShortestPath", "PermutationPower"])
+def test_training_never_reads_the_ground_truth(name, tmp_path, monkeypatch):
+    """Demonstrations, H' and the targets see no ground truth; scoring H' uses its own task."""
+    import baselines.trainer as trainer_module
+
+    original_init = trainer_module.Trainer.__init__
+    make = trainer_module.make_task
+
+    def forbid(task):
+        def forbidden(*a, **k):
+            raise AssertionError("ia-learned-h read the ground truth")
+
+        for attr in ("ground_truth", "correct"):
+            monkeypatch.setattr(task, attr, forbidden)
+        return task
+
+    def init_forbidding_truth(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)  # the test set keeps its own, intact task
+        forbid(self.task)
+        monkeypatch.setattr(trainer_module, "make_task", lambda *a, **k: forbid(make(*a, **k)))
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", init_forbidding_truth)
+    cfg = tiny(
+        task=name, demo_schedule="steady", demos_per_step=8, curriculum="size", curriculum_start_size=4
+    )
+    trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    assert trainer.step == cfg.steps and trainer.run.counts["demonstrations"] == 37
