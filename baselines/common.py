@@ -248,6 +248,17 @@ class ModelAnswerer:
         return predict(self.model, facts, questions[:, None, :])[:, :1].astype(np.int64)
 
 
+def choose(logp: torch.Tensor, rng: np.random.Generator, temperature: float = 0.0) -> np.ndarray:
+    """Answer tokens from log-probabilities (..., vocab): the most likely (temperature 0), or a
+    sample from softmax(logp / temperature) drawn with `rng` (Gumbel-max), so runs stay seeded.
+    Temperature 0 draws nothing from `rng`."""
+    lp = logp.detach().numpy()
+    if temperature <= 0:
+        return lp.argmax(-1)
+    gumbel = -np.log(-np.log(rng.random(lp.shape)))
+    return (lp / temperature + gumbel).argmax(-1)
+
+
 @torch.no_grad()
 def amplify(
     task: Task,
@@ -255,9 +266,12 @@ def amplify(
     ctx: Contexts,
     questions: np.ndarray,
     rng: np.random.Generator,
+    temperature: float = 0.0,
 ) -> tuple[np.ndarray, int]:
     """Amplify^H(X): H decomposes each question; simple subquestions are read off the context,
-    the others are answered by `model`. Questions are (B * Q, Lq), Q per context in order.
+    the others are answered by `model` (its most likely answer, or with `temperature` > 0 one
+    sampled from it: Expert Iteration searches over these). Questions are (B * Q, Lq), Q per
+    context in order.
 
     Never reads the ground truth: H sees only questions and answers, and `answer_subquestions`
     is given the learner's answers. Returns the answers (B * Q,) and the subquestions asked."""
@@ -275,7 +289,7 @@ def amplify(
         while True:
             count += int(asked.sum())
             sub_t = torch.from_numpy(sub.reshape(b, q_per, -1))
-            learned = model.decode(memory, facts, sub_t).argmax(-1).reshape(-1, 1).numpy()
+            learned = choose(model.decode(memory, facts, sub_t), rng, temperature).reshape(-1, 1)
             answers = task.answer_subquestions(ctx, ctx_idx, sub, rng, learned=learned)
             asked, sub = program.send(answers)
     except StopIteration as stop:

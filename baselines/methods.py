@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from baselines import iterated_amplification, supervised
+from baselines import expert_iteration, iterated_amplification, supervised
 from baselines.common import TrainConfig
 from baselines.trainer import Trainer
 
@@ -27,6 +27,7 @@ METHODS: dict[str, Method] = {
     "ia": Method(
         iterated_amplification.IAConfig, iterated_amplification.train_step, iterated_amplification.setup
     ),
+    "exit": Method(expert_iteration.ExItConfig, expert_iteration.train_step, expert_iteration.setup),
 }
 
 
