@@ -57,8 +57,8 @@ class RLConfig(TrainConfig):
     setting: str = "oracle-easier"  # who answers non-simple subquestions: see the module docstring
     features: str = "tokens"  # "tokens" (TokenExtractor) or "flat" (SB3's default)
     d_embed: int = 64  # TokenExtractor width
-    num_envs: int = 16
-    rollout_steps: int = 64  # environment steps per env per rollout
+    num_envs: int = 64  # many envs, short rollouts: fewer, larger policy calls
+    rollout_steps: int = 16  # environment steps per env per rollout
     minibatch: int = 256  # PPO
     epochs: int = 4  # PPO
     gamma: float = 1.0  # episodes are a few steps long and paid only at the end
