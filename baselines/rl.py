@@ -26,6 +26,7 @@ observations: raw token ids as floats, concatenated into an MLP).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -152,6 +153,23 @@ def env_id(task: str) -> str:
     return f"Amp/{task}-v0"
 
 
+def make_eval_env(cfg: RLConfig) -> gym.vector.VectorEnv:
+    """The vector env evaluation plays: one sub-env per held-out episode."""
+    return gym.make_vec(
+        env_id(cfg.task),
+        num_envs=cfg.eval_contexts * cfg.eval_questions_per_context,
+        vectorization_mode="vector_entry_point",
+        size=cfg.size,
+        answerer=cfg.setting,
+    )
+
+
+def evaluate_saved_agent(cfg: RLConfig, path: str | Path) -> dict[str, Any]:
+    """`amp eval` for the RL methods: load the agent saved next to the checkpoint and re-score it."""
+    agent = getattr(stable_baselines3, cfg.algo).load(path, device="cpu")
+    return evaluate_policy(agent.policy, make_eval_env(cfg))
+
+
 class RLTrainer(Trainer):
     """The shared Trainer (run folder, curve, result file, time budget, Ctrl-C) around an SB3 agent:
     a step is one rollout and update, evaluation plays the policy on fixed seeded episodes."""
@@ -167,10 +185,7 @@ class RLTrainer(Trainer):
             seed=cfg.seed,
             env_kwargs={**env_kwargs, "render_mode": None},
         )
-        n_eval = cfg.eval_contexts * cfg.eval_questions_per_context
-        self.eval_env = gym.make_vec(
-            env_id(cfg.task), num_envs=n_eval, vectorization_mode="vector_entry_point", **env_kwargs
-        )
+        self.eval_env = make_eval_env(cfg)
         algo_cls = getattr(stable_baselines3, cfg.algo)
         kwargs: dict[str, Any] = {
             "n_steps": cfg.rollout_steps,

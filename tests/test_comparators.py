@@ -12,6 +12,7 @@ import torch
 import amp_envs  # noqa: F401  (registers the envs)
 from amp_envs.expert import ExpertPolicy
 from amp_envs.tasks import TASKS, make_task
+from baselines.cli import eval_main
 from baselines.cli import main as amp_main
 from baselines.common import amplify, build_model
 from baselines.expert_iteration import ExItConfig, score
@@ -136,6 +137,8 @@ def test_ppo_trains_through_the_cli_and_writes_a_result_file(name, tmp_path):
     assert result["curve"][-1]["environment_steps"] == 32
     assert result["config"]["algo"] == "PPO" and result["config"]["setting"] == "oracle-easier"
     assert sum(v["count"] for v in result["final"]["per_difficulty"].values()) == 16
+    if name == "PermutationPower":  # `amp eval` re-scores the saved agent to the same accuracy
+        assert eval_main([result["checkpoint"]])["accuracy"] == result["final"]["accuracy"]
 
 
 @pytest.mark.parametrize(
