@@ -2,11 +2,12 @@
 the environment's reward.
 
 The apprentice is the same answerer X. The expert is a search: for every training question it
-proposes candidate answers (the amplified answer Amplify^H(X), amplified answers with subanswers
-sampled from X, X's own most likely answer and answers sampled from X), scores every distinct
-candidate with the environment's reward (1 if correct: `Task.correct`, what `AmpEnv.step` pays),
-and X is trained on a rewarded candidate. A question where no candidate earns reward gives no
-target: it is dropped, and nothing unchecked ever reaches the replay buffer.
+proposes the amplified answer Amplify^H(X) and X's own answer; where neither earns reward, it
+searches on with amplified answers whose subanswers are sampled from X and answers sampled from X.
+Every distinct candidate is scored with the environment's reward (1 if correct: `Task.correct`,
+what `AmpEnv.step` pays), and X is trained on the first rewarded one. A question where no
+candidate earns reward gives no target: it is dropped, and nothing unchecked ever reaches the
+replay buffer.
 
 What differs from IA: the same amplified answers are proposed, but each is checked against the
 reward before X may imitate it, and X's samples add candidates H's decomposition would not give;
@@ -52,33 +53,49 @@ def setup(t: Trainer) -> None:
     )
 
 
-def propose(t: Trainer, ctx: Contexts, q: np.ndarray) -> np.ndarray:
-    """Candidate answers (M, C) for questions (M, Lq), per context in order, best guess first:
-    Amplify^H(X), sampled amplifications, X's answer, X's samples."""
+def search(
+    t: Trainer, ctx: Contexts, idx: np.ndarray, q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The expert. Questions (M, Lq) come per context in order. First the greedy candidates,
+    Amplify^H(X) then X's own answer, are scored; the questions neither solves are searched further
+    with sampled amplifications and samples from X. Returns the target of each question (the first
+    rewarded candidate), whether it has one, and whether Amplify^H(X) alone was rewarded."""
     cfg, task, model = t.cfg, t.train_task(), t.model
     assert isinstance(cfg, ExItConfig)
     b, m = len(ctx), len(q)
-    per = m // b
     greedy, asked = amplify(task, model, ctx, q, t.rng)
-    columns = [greedy[:, None]]
-    if cfg.amplify_samples:
-        # every question repeated amplify_samples times within its context: one batched call
-        k = cfg.amplify_samples
-        tiled = np.repeat(q.reshape(b, 1, per, -1), k, axis=1).reshape(b * k * per, -1)
-        sampled, more = amplify(task, model, ctx, tiled, t.rng, cfg.temperature)
-        columns.append(sampled.reshape(b, k, per).transpose(0, 2, 1).reshape(m, k))
-        asked += more
-    t.count("expert_subquestions", asked)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        logp = model(torch.from_numpy(ctx.facts), torch.from_numpy(q.reshape(b, per, -1))).reshape(m, -1)
+        logp = model(torch.from_numpy(ctx.facts), torch.from_numpy(q.reshape(b, m // b, -1))).reshape(m, -1)
     model.train(was_training)
-    columns.append(choose(logp, t.rng)[:, None])
-    if cfg.direct_samples:
-        many = logp[:, None, :].expand(m, cfg.direct_samples, -1)
-        columns.append(choose(many, t.rng, cfg.temperature))
-    return np.concatenate(columns, axis=1).astype(np.int64)
+    first = np.stack([greedy, choose(logp, t.rng)], axis=1)
+    rewarded, queries = score(task, ctx, idx, q, first)
+    targets = first[np.arange(m), rewarded.argmax(axis=1)]
+    has_target, amplified_correct = rewarded.any(axis=1), rewarded[:, 0]
+    u = np.flatnonzero(~has_target)
+    if len(u) and cfg.amplify_samples + cfg.direct_samples:
+        columns = []
+        if cfg.amplify_samples:  # each unsolved question k times, one per (repeated) context
+            k = cfg.amplify_samples
+            rows = np.repeat(idx[u], k)
+            sampled, more = amplify(
+                task, model, ctx.take(rows), np.repeat(q[u], k, axis=0), t.rng, cfg.temperature
+            )
+            columns.append(sampled.reshape(len(u), k))
+            asked += more
+        if cfg.direct_samples:
+            columns.append(
+                choose(logp[u, None, :].expand(-1, cfg.direct_samples, -1), t.rng, cfg.temperature)
+            )
+        more_candidates = np.concatenate(columns, axis=1).astype(np.int64)
+        found, n = score(task, ctx, idx[u], q[u], more_candidates, known_wrong=first[u])
+        queries += n
+        targets[u] = more_candidates[np.arange(len(u)), found.argmax(axis=1)]
+        has_target[u] = found.any(axis=1)
+    t.count("expert_subquestions", asked)
+    t.count("reward_queries", queries)
+    return targets, has_target, amplified_correct
 
 
 def reward(task: Task, ctx: Contexts, ctx_idx: np.ndarray, q: np.ndarray, answers: np.ndarray) -> np.ndarray:
@@ -87,13 +104,21 @@ def reward(task: Task, ctx: Contexts, ctx_idx: np.ndarray, q: np.ndarray, answer
 
 
 def score(
-    task: Task, ctx: Contexts, ctx_idx: np.ndarray, q: np.ndarray, candidates: np.ndarray
+    task: Task,
+    ctx: Contexts,
+    ctx_idx: np.ndarray,
+    q: np.ndarray,
+    candidates: np.ndarray,
+    known_wrong: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Which candidates (M, C) earn reward, querying it once per distinct candidate of a question.
-    Returns the (M, C) bool matrix and the number of reward queries."""
+    """Which candidates (M, C) earn reward, querying it once per distinct candidate of a question
+    and never for one in `known_wrong` (M, C0), answers already scored 0. Returns the (M, C) bool
+    matrix and the number of reward queries."""
     same = candidates[:, :, None] == candidates[:, None, :]  # (M, C, C)
-    first = ~np.tril(same, k=-1).any(axis=2)  # not equal to any earlier candidate of its row
-    rows, cols = np.nonzero(first)
+    new = ~np.tril(same, k=-1).any(axis=2)  # not equal to any earlier candidate of its row
+    if known_wrong is not None:
+        new &= ~(candidates[:, :, None] == known_wrong[:, None, :]).any(axis=2)
+    rows, cols = np.nonzero(new)
     paid = np.zeros(candidates.shape, bool)
     paid[rows, cols] = reward(task, ctx, ctx_idx[rows], q[rows], candidates[rows, cols])
     rewarded = (same & paid[:, None, :]).any(axis=2)  # duplicates share their first copy's reward
@@ -116,12 +141,8 @@ def train_step(t: Trainer) -> dict[str, float]:
         with_difficulty=task.difficulty_from_question or t.curriculum.mode == "difficulty",
         kinds=task.episode_kinds if cfg.question_kinds == "all" else None,
     )
-    candidates = propose(t, ctx, q)
-    rewarded, queries = score(task, ctx, idx, q, candidates)
+    targets, has_target, amplified_correct = search(t, ctx, idx, q)
     t.count("searched_questions", len(q))
-    t.count("reward_queries", queries)
-    has_target = rewarded.any(axis=1)
-    targets = candidates[np.arange(len(q)), rewarded.argmax(axis=1)]  # the first rewarded candidate
     # 2. only rewarded (question, answer) pairs enter the buffer: a context's slots are filled with
     # its rewarded questions (repeated if fewer than per); contexts with none are dropped
     ok = has_target.reshape(-1, per)
@@ -133,7 +154,7 @@ def train_step(t: Trainer) -> dict[str, float]:
         buffer.add(ctx.facts[keep], q[pick], targets[pick], difficulty[pick])
     metrics = {
         "rewarded_fraction": float(has_target.mean()),
-        "amplified_correct": float(rewarded[:, 0].mean()),
+        "amplified_correct": float(amplified_correct.mean()),
         "buffer": float(buffer.size),
     }
     if buffer.size == 0:  # nothing rewarded yet: nothing to learn from

@@ -109,7 +109,7 @@ def test_exit_learns_nothing_when_nothing_is_rewarded(tmp_path, monkeypatch):
     trainer = train("exit", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True, on_start=on_start)
     torch.manual_seed(cfg.seed)  # the trainer's initial weights
     untouched = build_model(cfg, make_task("UnionFind", cfg.size))
-    assert trainer.extra["buffer"].size == 0 and len(asked) == cfg.steps
+    assert trainer.extra["buffer"].size == 0 and len(asked) == 2 * cfg.steps  # greedy, then the search
     for a, b in zip(trainer.model.parameters(), untouched.parameters(), strict=True):
         assert torch.equal(a, b)
 
