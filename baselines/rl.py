@@ -132,6 +132,18 @@ class TokenExtractor(BaseFeaturesExtractor):
         return torch.cat([q, x[:, 0], transcript, asked], dim=-1)
 
 
+class BudgetIsFinal(gym.Wrapper):
+    """The env truncates an episode whose agent asks past its subquestion budget (reward 0). SB3
+    treats truncation as a time limit and bootstraps the value of the state it cut, so asking
+    until the budget runs out would look as good as answering; for training it is made final."""
+
+    def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if truncated:
+            info = {**info, "out_of_budget": True}
+        return obs, reward, terminated or truncated, False, info
+
+
 class EpisodeCounter(BaseCallback):
     """Counts finished episodes and the answers scored (episodes ended by an answer, not by the
     subquestion budget) during a rollout."""
@@ -144,7 +156,7 @@ class EpisodeCounter(BaseCallback):
         for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
             if done:
                 self.episodes += 1
-                self.answers += not info.get("TimeLimit.truncated", False)
+                self.answers += not info.get("out_of_budget", False)
                 self.correct += bool(info.get("is_correct", False))
         return True
 
@@ -184,6 +196,7 @@ class RLTrainer(Trainer):
             n_envs=cfg.num_envs,
             seed=cfg.seed,
             env_kwargs={**env_kwargs, "render_mode": None},
+            wrapper_class=BudgetIsFinal,
         )
         self.eval_env = make_eval_env(cfg)
         algo_cls = getattr(stable_baselines3, cfg.algo)

@@ -17,7 +17,7 @@ from baselines.cli import main as amp_main
 from baselines.common import amplify, build_model
 from baselines.expert_iteration import ExItConfig, score
 from baselines.methods import train
-from baselines.rl import RLConfig, evaluate_policy
+from baselines.rl import BudgetIsFinal, RLConfig, evaluate_policy
 
 TINY_MODEL = {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64}
 TINY_EXIT = dict(
@@ -184,3 +184,13 @@ def test_rl_evaluation_scores_the_expert_and_is_fixed(setting, expected):
         assert first["accuracy"] == expected
     else:  # H cannot get its non-simple subquestions answered: it fails on the deep questions
         assert first["accuracy"] < 1.0
+
+
+def test_running_out_of_subquestions_is_final_for_the_rl_agent():
+    """SB3 bootstraps truncated episodes; for the agent the budget's end must be a plain failure."""
+    env = BudgetIsFinal(gym.make("Amp/PermutationPower-v0", size=4, max_subquestions=1))
+    env.reset(seed=0)
+    ask = np.zeros(env.action_space.shape, np.int64)
+    assert env.step(ask)[2:4] == (False, False)
+    _, reward, terminated, truncated, info = env.step(ask)
+    assert (reward, terminated, truncated, info["out_of_budget"]) == (0.0, True, False, True)
