@@ -116,10 +116,17 @@ def eval_main(argv: list[str]) -> dict[str, Any]:
     state = torch.load(args.checkpoint, weights_only=False)
     method = get_method(state["method"])
     cfg = method.config(**state["config"])
-    task = cfg.make_task()
-    model = build_model(cfg, task)
-    model.load_state_dict(state["model"])
-    result = EvalSet.build(task, cfg.eval_contexts, cfg.eval_questions_per_context).evaluate(model)
+    if "policy" in state:  # an SB3 agent (ppo, a2c): its own save file sits next to the checkpoint
+        from pathlib import Path
+
+        from baselines.rl import evaluate_saved_agent
+
+        result = evaluate_saved_agent(cfg, Path(args.checkpoint).with_name("sb3_agent.zip"))
+    else:
+        task = cfg.make_task()
+        model = build_model(cfg, task)
+        model.load_state_dict(state["model"])
+        result = EvalSet.build(task, cfg.eval_contexts, cfg.eval_questions_per_context).evaluate(model)
     print(json.dumps({"checkpoint": args.checkpoint, "step": state["step"], **result}, indent=1))
     return result
 

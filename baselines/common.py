@@ -255,6 +255,17 @@ class ModelAnswerer:
         return predict(self.model, facts, questions[:, None, :])[:, :1].astype(np.int64)
 
 
+def choose(logp: torch.Tensor, rng: np.random.Generator, temperature: float = 0.0) -> np.ndarray:
+    """Answer tokens from log-probabilities (..., vocab): the most likely (temperature 0), or a
+    sample from softmax(logp / temperature) drawn with `rng` (Gumbel-max), so runs stay seeded.
+    Temperature 0 draws nothing from `rng`."""
+    lp = logp.detach().numpy()
+    if temperature <= 0:
+        return lp.argmax(-1)
+    gumbel = -np.log(-np.log(rng.random(lp.shape)))
+    return (lp / temperature + gumbel).argmax(-1)
+
+
 @torch.no_grad()
 def amplify_transcripts(
     task: Task,
@@ -263,6 +274,7 @@ def amplify_transcripts(
     questions: np.ndarray,
     rng: np.random.Generator,
     expert: Callable[[np.ndarray], ExpertProgram] | None = None,
+    temperature: float = 0.0,
 ) -> Transcripts:
     """Amplify^H(X) with its transcripts: `expert` (default H, `task.expert`; a learned H' plugs
     in here) decomposes each question; simple subquestions are read off the context, the others
@@ -286,7 +298,7 @@ def amplify_transcripts(
         asked, sub = next(program)
         while True:
             sub_t = torch.from_numpy(sub.reshape(b, q_per, -1))
-            learned = model.decode(memory, facts, sub_t).argmax(-1).reshape(-1, 1).numpy()
+            learned = choose(model.decode(memory, facts, sub_t), rng, temperature).reshape(-1, 1)
             answers = task.answer_subquestions(ctx, ctx_idx, sub, rng, learned=learned)
             rows = np.flatnonzero(asked)
             if len(rows) and num_sub[rows].max() >= s:
@@ -309,10 +321,12 @@ def amplify(
     questions: np.ndarray,
     rng: np.random.Generator,
     expert: Callable[[np.ndarray], ExpertProgram] | None = None,
+    temperature: float = 0.0,
 ) -> tuple[np.ndarray, int]:
     """Amplify^H(X) (see `amplify_transcripts`): the answers (B * Q,) and the number of
-    subquestions asked."""
-    t = amplify_transcripts(task, model, ctx, questions, rng, expert)
+    subquestions asked. With `temperature` > 0 the model's subanswers are sampled (Expert
+    Iteration searches over these)."""
+    t = amplify_transcripts(task, model, ctx, questions, rng, expert, temperature)
     return t.answers.reshape(-1), int(t.num_sub.sum())
 
 

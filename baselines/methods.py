@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from baselines import iterated_amplification, learned_expert, supervised
+from baselines import expert_iteration, iterated_amplification, learned_expert, rl, supervised
 from baselines.common import TrainConfig
 from baselines.trainer import Trainer
 
@@ -35,6 +35,7 @@ class Method:
     config: type[TrainConfig]
     train_step: Callable[[Trainer], dict[str, float]]
     setup: Callable[[Trainer], None] | None = None
+    trainer: type[Trainer] = Trainer  # the RL methods wrap an SB3 agent in a Trainer subclass
 
 
 METHODS: dict[str, Method] = {
@@ -43,6 +44,9 @@ METHODS: dict[str, Method] = {
         iterated_amplification.IAConfig, iterated_amplification.train_step, iterated_amplification.setup
     ),
     "ia-learned-h": Method(learned_expert.LearnedHConfig, learned_expert.train_step, learned_expert.setup),
+    "exit": Method(expert_iteration.ExItConfig, expert_iteration.train_step, expert_iteration.setup),
+    "ppo": Method(rl.RLConfig, rl.train_step, trainer=rl.RLTrainer),
+    "a2c": Method(rl.A2CConfig, rl.train_step, trainer=rl.RLTrainer),
 }
 
 
@@ -69,7 +73,7 @@ def train(
     m = get_method(method)
     if not isinstance(cfg, m.config):
         raise ValueError(f"method {method!r} takes a {m.config.__name__}, got {type(cfg).__name__}")
-    trainer = Trainer(method, cfg, **trainer_options)  # type: ignore[arg-type]
+    trainer = m.trainer(method, cfg, **trainer_options)  # type: ignore[arg-type]
     if m.setup is not None:
         m.setup(trainer)
     if on_start is not None:

@@ -93,7 +93,10 @@ class Trainer:
                     break
                 metrics = train_step(self)
                 self.step += 1
-                self.questions_seen += cfg.batch_contexts * cfg.questions_per_context
+                # a method whose step is not one batch of questions (RL: episodes) says how many
+                self.questions_seen += int(
+                    metrics.pop("questions", cfg.batch_contexts * cfg.questions_per_context)
+                )
                 if self.step % cfg.eval_every == 0:
                     self.evaluate(metrics)
                 if self.step % cfg.checkpoint_every == 0:
