@@ -80,7 +80,7 @@ def search(
             k = cfg.amplify_samples
             rows = np.repeat(idx[u], k)
             sampled, more = amplify(
-                task, model, ctx.take(rows), np.repeat(q[u], k, axis=0), t.rng, cfg.temperature
+                task, model, ctx.take(rows), np.repeat(q[u], k, axis=0), t.rng, temperature=cfg.temperature
             )
             columns.append(sampled.reshape(len(u), k))
             asked += more

@@ -73,13 +73,16 @@ def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monk
     held_out = decomposed.pop(id(learned.eval_task))  # scoring H' only, like the test set for X
     assert held_out == cfg.expert_eval_questions
     used = sum(decomposed.values())
-    assert used == learned.budget.used == trainer.run.counts["demonstrations"] == cfg.demos
+    assert used == learned.budget.used == trainer.run.counts["demonstrations"] <= cfg.demos
+    if schedule != "curriculum":  # "curriculum" hands out the rest only as the curriculum advances
+        assert used == cfg.demos
     given = {tuple(r) for r in learned.records[:used].reshape(used, -1).tolist()}
     assert len(trained_on) == cfg.steps + cfg.expert_warmup - 1 == learned.updates
     for batch in trained_on:
         assert {tuple(r) for r in batch.reshape(len(batch), -1).tolist()} <= given
-    with pytest.raises(RuntimeError, match="demonstrations"):
-        learned.budget.expert(trainer.task)(np.zeros((1, trainer.task.question_len), np.int64))
+    if used == cfg.demos:
+        with pytest.raises(RuntimeError, match="demonstrations"):
+            learned.budget.expert(trainer.task)(np.zeros((1, trainer.task.question_len), np.int64))
 
 
 def test_budget_refuses_past_its_total():
