@@ -191,7 +191,7 @@ class Answerer(nn.Module):
 
     def decode(
         self,
-        memory: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        memory: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None],
         facts: torch.Tensor,
         questions: torch.Tensor,
     ) -> torch.Tensor:
@@ -202,7 +202,8 @@ class Answerer(nn.Module):
         fact_tokens = facts.reshape(b, -1)
         pad = fact_tokens == 0
         pad = pad & ~pad.all(-1, keepdim=True)  # an empty context: point anywhere, not at nothing
-        same = (fact_tokens[:, :, None] == fact_tokens[:, None, :]) & ~pad[:, :, None]  # (B, P, P)
+        if maps is None:  # where each fact token recurs (B, P, P): hop-by-hop chasing needs it
+            same = ((fact_tokens[:, :, None] == fact_tokens[:, None, :]) & ~pad[:, :, None]).float()
         x = self.question_mix((self.embed(questions) + self.question_role).reshape(b, q, -1))
         question_match = token_matches(questions, facts)  # (B, Q, F, Lq * Lf)
         chased = question_match.new_zeros(b, q, f, lf)
@@ -214,7 +215,7 @@ class Answerer(nn.Module):
             x = block(x, states, mask, match)
             where = torch.softmax(chase(x, keys, match, pad), dim=-1)  # (B, Q, P)
             if maps is None:
-                chased = (where @ same.float()).reshape(b, q, f, lf) * MATCH_SCALE
+                chased = (where @ same).reshape(b, q, f, lf) * MATCH_SCALE
                 continue
             # stay at the current fact, move to the one pointed at by content, or follow the
             # link 1, 2, 4, ... times (the route is read off the question, e.g. k's bits)
