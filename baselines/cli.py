@@ -133,7 +133,7 @@ def eval_main(argv: list[str]) -> dict[str, Any]:
 
 def bench_main(argv: list[str]) -> list[dict[str, Any]]:
     plugins = _plugins_from(argv)
-    from amp_envs.tasks import TASKS
+    from amp_envs.tasks import BENCHMARK_TASKS, TASKS
     from baselines import grid
 
     parser = argparse.ArgumentParser(
@@ -141,7 +141,7 @@ def bench_main(argv: list[str]) -> list[dict[str, Any]]:
         description="Train a grid of runs (tasks x methods x sizes x seeds); runs with a complete result "
         "file are skipped and interrupted ones resumed, so the same command finishes what is left.",
     )
-    parser.add_argument("--tasks", nargs="+", default=sorted(TASKS), choices=sorted(TASKS))
+    parser.add_argument("--tasks", nargs="+", default=list(BENCHMARK_TASKS), choices=sorted(TASKS))
     parser.add_argument("--methods", nargs="+", default=["supervised", "ia"], choices=sorted(METHODS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[8])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -5,6 +5,7 @@ held-out test set."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ EVAL_SEED = 1810_08575  # the held-out test set's seed (the paper's arXiv number
 
 
 CURRICULA = ("auto", "difficulty", "size", "none")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -36,6 +38,10 @@ class TrainConfig:
     questions_per_context: int = 32  # ...and questions asked of each (the context is encoded once)
     lr: float = 1e-3
     lr_warmup: int = 100
+    # "constant" after warmup, or "cosine": decay to lr_final_fraction * lr at `steps` (a run with
+    # a fixed step budget ends sharper; the step budget then shapes training and names the run)
+    lr_schedule: str = "constant"
+    lr_final_fraction: float = 0.05
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     model: str = "small"  # ModelConfig preset
@@ -71,6 +77,8 @@ class TrainConfig:
         for name in ("steps", "batch_contexts", "questions_per_context", "eval_every", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.curriculum not in CURRICULA:
             raise ValueError(f"curriculum must be one of {list(CURRICULA)}, got {self.curriculum!r}")
         if self.curriculum == "size" and not 2 <= self.curriculum_start_size <= self.size:
@@ -78,6 +86,15 @@ class TrainConfig:
         if not 0 < self.curriculum_threshold <= 1:
             raise ValueError("curriculum_threshold must be in (0, 1]")
         self.model_config()
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate at optimiser step `step`, as a fraction of `lr`."""
+        warm = min(1.0, (step + 1) / max(1, self.lr_warmup))
+        if self.lr_schedule == "constant":
+            return warm
+        progress = min(1.0, max(0, step - self.lr_warmup) / max(1, self.steps - self.lr_warmup))
+        final = self.lr_final_fraction
+        return warm * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def make_task(self) -> Task:
         return make_task(self.task, self.size)

@@ -72,11 +72,13 @@ def grid(
     results_dir: str | Path | None = None,
     plugins: Iterable[str] = (),
 ) -> list[RunSpec]:
-    """The runs of a grid. `settings` (e.g. max_minutes, steps, eval_every) go to every method
+    """The runs of a grid, seed by seed. `settings` (e.g. max_minutes, steps, eval_every) go to every method
     whose config has that field. Results go to `results_dir` (default leaderboard/results)."""
     results_dir = baselines.run.RESULTS_DIR if results_dir is None else results_dir
     specs = []
-    for task, method, size, seed in itertools.product(tasks, methods, sizes, seeds):
+    # seed-major: a grid cut short has every (size, task, method) cell at one seed before any
+    # cell gets its next seed
+    for seed, size, task, method in itertools.product(seeds, sizes, tasks, methods):
         names = {f.name for f in dataclasses.fields(get_method(method).config)}
         extra = {k: v for k, v in (settings or {}).items() if k in names}
         values = {**extra, "task": task, "size": int(size), "seed": int(seed)}

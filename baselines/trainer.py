@@ -37,9 +37,7 @@ class Trainer:
         self.opt = torch.optim.Adam(
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
         )
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: min(1.0, (s + 1) / max(1, cfg.lr_warmup))
-        )
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.opt, cfg.lr_factor)
         self.curriculum = Curriculum(cfg, self.task)
         # scored with its own task instance: nothing done to the training task can touch it
         self.eval_set = EvalSet.build(cfg.make_task(), cfg.eval_contexts, cfg.eval_questions_per_context)

@@ -14,6 +14,9 @@ TASKS: dict[str, type[Task]] = {
     for cls in (PermutationPower, SequentialAssignment, UnionFind, WildcardSearch, ShortestPath, EvalSum)
 }
 
+# the paper's five tasks: what the leaderboard and `amp bench` cover (EvalSum is an auxiliary)
+BENCHMARK_TASKS = ("PermutationPower", "SequentialAssignment", "UnionFind", "WildcardSearch", "ShortestPath")
+
 
 def make_task(name: str | Task, size: int | None = None, **kwargs: object) -> Task:
     """A task instance by its registered name (size defaults to 64, the paper's), or an instance
@@ -30,6 +33,7 @@ def make_task(name: str | Task, size: int | None = None, **kwargs: object) -> Ta
 __all__ = [
     "PAD",
     "UNKNOWN",
+    "BENCHMARK_TASKS",
     "TASKS",
     "Contexts",
     "EvalSum",
