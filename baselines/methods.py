@@ -14,7 +14,8 @@ The protocol, what a method receives and returns (worked example: examples/custo
   `demonstrations`, `expert_subquestions`, `reward_queries`, `environment_steps`, ...; a count
   never recorded is shown as 0);
 * returns, per step, metrics to log; in the end `t.model`, the answerer that is evaluated on the
-  fixed test set, saved (leaderboard/weights/) and re-evaluated by `amp verify`.
+  fixed test set, saved (leaderboard/weights/) and re-evaluated by `amp verify` (a method whose
+  trained artefact is not X gives `rebuild` and `evaluate`, as the RL methods do).
 
 Outside the package: `register_method` in your own module, then `amp train --import my_module
 --method NAME` (or `amp bench --import ...`), and `amp leaderboard` shows its rows.
@@ -24,6 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from baselines import expert_iteration, iterated_amplification, learned_expert, rl, supervised
 from baselines.common import TrainConfig
@@ -36,6 +40,10 @@ class Method:
     train_step: Callable[[Trainer], dict[str, float]]
     setup: Callable[[Trainer], None] | None = None
     trainer: type[Trainer] = Trainer  # the RL methods wrap an SB3 agent in a Trainer subclass
+    # what `amp verify` loads a run's weights into and scores it with (default: X and the fixed
+    # test set; the RL methods: their SB3 policy and the env's seeded episodes)
+    rebuild: Callable[[TrainConfig], torch.nn.Module] | None = None
+    evaluate: Callable[[TrainConfig, torch.nn.Module], dict[str, Any]] | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -45,8 +53,8 @@ METHODS: dict[str, Method] = {
     ),
     "ia-learned-h": Method(learned_expert.LearnedHConfig, learned_expert.train_step, learned_expert.setup),
     "exit": Method(expert_iteration.ExItConfig, expert_iteration.train_step, expert_iteration.setup),
-    "ppo": Method(rl.RLConfig, rl.train_step, trainer=rl.RLTrainer),
-    "a2c": Method(rl.A2CConfig, rl.train_step, trainer=rl.RLTrainer),
+    "ppo": Method(rl.RLConfig, rl.train_step, trainer=rl.RLTrainer, **rl.VERIFY_HOOKS),
+    "a2c": Method(rl.A2CConfig, rl.train_step, trainer=rl.RLTrainer, **rl.VERIFY_HOOKS),
 }
 
 

@@ -158,8 +158,9 @@ def weights_path_for(result_path: Path) -> Path:
     return result_path.parent.parent / "weights" / (result_path.stem + ".pt")
 
 
-def save_weights(model: Answerer, path: Path) -> str:
-    """Save X's float32 parameters alone (no optimiser or replay buffer); returns the sha256."""
+def save_weights(model: torch.nn.Module, path: Path) -> str:
+    """Save the trained model's (X's, or an RL policy's) float32 parameters alone (no optimiser
+    or replay buffer); returns the sha256."""
     from baselines.run import atomic_save
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,19 +179,45 @@ def train_config(result: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in result["config"].items() if k in names})
 
 
-def model_from_result(result: dict[str, Any], state: dict[str, torch.Tensor]) -> Answerer:
-    cfg = train_config(result)
-    if "doubling_levels" not in result["config"].get("model_overrides", {}):
-        # written before the model had pointer doubling (and before configs listed every setting)
-        cfg.model_overrides["doubling_levels"] = 0
-    model = build_model(cfg, cfg.make_task())
+def method_config(result: dict[str, Any]) -> TrainConfig:
+    """The run's full config, as its method's dataclass (the shared part if the method is unknown
+    here, e.g. a plugin that was not imported)."""
+    from baselines.methods import METHODS
+
+    method = METHODS.get(result["method"])
+    if method is None:
+        return train_config(result)
+    names = {f.name for f in fields(method.config)}
+    return method.config(**{k: v for k, v in result["config"].items() if k in names})
+
+
+def model_from_result(result: dict[str, Any], state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The run's trained artefact (X, or the method's own model), with `state` loaded."""
+    from baselines.methods import METHODS
+
+    method = METHODS.get(result["method"])
+    cfg = method_config(result)
+    if method is not None and method.rebuild is not None:
+        model = method.rebuild(cfg)
+    else:
+        if "doubling_levels" not in result["config"].get("model_overrides", {}):
+            # written before the model had pointer doubling (and before configs listed every setting)
+            cfg.model_overrides["doubling_levels"] = 0
+        model = build_model(cfg, cfg.make_task())
     model.load_state_dict(state)
     return model
 
 
-def evaluate_result_model(result: dict[str, Any], model: Answerer) -> dict[str, Any]:
-    """Score `model` on the run's fixed test set (same task, size and test-set shape)."""
-    cfg = train_config(result)
+def evaluate_result_model(result: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
+    """Score `model` the way the run was scored: on its fixed test set (same task, size and
+    test-set shape), or with the method's own evaluation."""
+    from baselines.methods import METHODS
+
+    method = METHODS.get(result["method"])
+    cfg = method_config(result)
+    if method is not None and method.evaluate is not None:
+        return method.evaluate(cfg, model)
+    assert isinstance(model, Answerer)
     return EvalSet.build(cfg.make_task(), cfg.eval_contexts, cfg.eval_questions_per_context).evaluate(model)
 
 

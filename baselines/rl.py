@@ -176,6 +176,43 @@ def make_eval_env(cfg: RLConfig) -> gym.vector.VectorEnv:
     )
 
 
+def make_agent(cfg: RLConfig, env: gym.vector.VectorEnv | Any) -> Any:
+    """The SB3 agent `cfg` names, on `env`."""
+    algo_cls = getattr(stable_baselines3, cfg.algo)
+    kwargs: dict[str, Any] = {
+        "n_steps": cfg.rollout_steps,
+        "learning_rate": cfg.lr,
+        "gamma": cfg.gamma,
+        "ent_coef": cfg.ent_coef,
+    }
+    if cfg.algo == "PPO":
+        kwargs.update(batch_size=min(cfg.minibatch, cfg.num_envs * cfg.rollout_steps), n_epochs=cfg.epochs)
+    if cfg.features == "tokens":
+        kwargs["policy_kwargs"] = {
+            "features_extractor_class": TokenExtractor,
+            "features_extractor_kwargs": {"d": cfg.d_embed},
+        }
+    kwargs.update(cfg.algo_kwargs)
+    return algo_cls("MultiInputPolicy", env, seed=cfg.seed, device="cpu", verbose=0, **kwargs)
+
+
+def rebuild_policy(cfg: TrainConfig) -> nn.Module:
+    """An untrained policy of the shape `cfg` trains (`amp verify` loads the saved weights into it)."""
+    assert isinstance(cfg, RLConfig)
+    env_kwargs = {"size": cfg.size, "answerer": cfg.setting, "render_mode": None}
+    env = make_vec_env(env_id(cfg.task), n_envs=1, seed=cfg.seed, env_kwargs=env_kwargs)
+    return make_agent(cfg, env).policy
+
+
+def evaluate_trained_policy(cfg: TrainConfig, policy: nn.Module) -> dict[str, Any]:
+    """The RL methods' evaluation (fixed seeded episodes), for `amp verify`."""
+    assert isinstance(cfg, RLConfig)
+    return evaluate_policy(policy, make_eval_env(cfg))
+
+
+VERIFY_HOOKS = {"rebuild": rebuild_policy, "evaluate": evaluate_trained_policy}
+
+
 def evaluate_saved_agent(cfg: RLConfig, path: str | Path) -> dict[str, Any]:
     """`amp eval` for the RL methods: load the agent saved next to the checkpoint and re-score it."""
     agent = getattr(stable_baselines3, cfg.algo).load(path, device="cpu")
@@ -199,25 +236,8 @@ class RLTrainer(Trainer):
             wrapper_class=BudgetIsFinal,
         )
         self.eval_env = make_eval_env(cfg)
-        algo_cls = getattr(stable_baselines3, cfg.algo)
-        kwargs: dict[str, Any] = {
-            "n_steps": cfg.rollout_steps,
-            "learning_rate": cfg.lr,
-            "gamma": cfg.gamma,
-            "ent_coef": cfg.ent_coef,
-        }
-        if cfg.algo == "PPO":
-            kwargs.update(
-                batch_size=min(cfg.minibatch, cfg.num_envs * cfg.rollout_steps), n_epochs=cfg.epochs
-            )
-        if cfg.features == "tokens":
-            kwargs["policy_kwargs"] = {
-                "features_extractor_class": TokenExtractor,
-                "features_extractor_kwargs": {"d": cfg.d_embed},
-            }
-        kwargs.update(cfg.algo_kwargs)
-        self.agent = algo_cls("MultiInputPolicy", self.env, seed=cfg.seed, device="cpu", verbose=0, **kwargs)
-        self.model = self.agent.policy  # what the checkpoint holds
+        self.agent = make_agent(cfg, self.env)
+        self.model = self.agent.policy  # what the checkpoint and the weights file hold
         self.counter = EpisodeCounter()
 
     def checkpoint(self) -> None:

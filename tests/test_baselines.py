@@ -268,6 +268,17 @@ def test_bad_configuration_is_refused():
         tiny(SupervisedConfig, model_overrides={"width": 3}).validate()
     with pytest.raises(ValueError, match="steps"):
         tiny(SupervisedConfig, steps=0).validate()
+    with pytest.raises(ValueError, match="lr_schedule"):
+        tiny(SupervisedConfig, lr_schedule="linear").validate()
+
+
+def test_learning_rate_schedules():
+    constant = SupervisedConfig(steps=1000, lr_warmup=100)
+    assert constant.lr_factor(0) == pytest.approx(0.01) and constant.lr_factor(999) == 1.0
+    cosine = SupervisedConfig(steps=1000, lr_warmup=100, lr_schedule="cosine", lr_final_fraction=0.1)
+    assert cosine.lr_factor(99) == pytest.approx(1.0)
+    assert cosine.lr_factor(550) == pytest.approx(0.55)  # halfway: the mean of 1 and 0.1
+    assert cosine.lr_factor(1000) == pytest.approx(0.1) and cosine.lr_factor(5000) == pytest.approx(0.1)
 
 
 def test_model_plugs_into_the_env_as_answerer():

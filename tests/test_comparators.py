@@ -17,6 +17,7 @@ from baselines.cli import main as amp_main
 from baselines.common import amplify, build_model
 from baselines.expert_iteration import ExItConfig, score
 from baselines.methods import train
+from baselines.results import verify
 from baselines.rl import BudgetIsFinal, RLConfig, evaluate_policy
 
 TINY_MODEL = {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64}
@@ -139,6 +140,10 @@ def test_ppo_trains_through_the_cli_and_writes_a_result_file(name, tmp_path):
     assert sum(v["count"] for v in result["final"]["per_difficulty"].values()) == 16
     if name == "PermutationPower":  # `amp eval` re-scores the saved agent to the same accuracy
         assert eval_main([result["checkpoint"]])["accuracy"] == result["final"]["accuracy"]
+        # ...and `amp verify` rebuilds the policy from the committed-size weights file alone
+        assert (tmp_path / "weights" / (path.stem + ".pt")).exists()
+        outcome = verify(path, record=False)
+        assert outcome["ok"] and outcome["accuracy"] == result["final"]["accuracy"], outcome
 
 
 @pytest.mark.parametrize(

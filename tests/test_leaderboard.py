@@ -178,8 +178,6 @@ def test_verify_passes_on_a_committed_run_of_every_method():
     for path in sorted((ROOT / "leaderboard" / "results").glob("*.json")):
         by_method.setdefault(load_result(path)["method"], []).append(path)
     for method, paths in by_method.items():
-        if method in ("ppo", "a2c"):
-            continue  # their trained artefact is an SB3 policy, not X: `amp verify` does not cover it yet
         with_weights = [p for p in paths if (ROOT / "leaderboard" / "weights" / (p.stem + ".pt")).exists()]
         assert with_weights, (
             f"no committed weights for any {method} run: run `amp verify` on one of its results (with its "
@@ -249,7 +247,12 @@ def test_bench_cli_dry_run_lists_the_grid(tmp_path, capsys):
     )
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and all(line.startswith("new") for line in lines)
+    # seed-major: a grid cut short has every cell at seed 0 before any cell at seed 1
+    assert ["-s0-" in line for line in lines] == [True, True, False, False]
     assert any("UnionFind-n8-ia-s1-" in line for line in lines)
+    amp_main(["bench", "--methods", "ia", "--seeds", "0", "--dry-run", "--runs-dir", str(tmp_path / "r")])
+    default = capsys.readouterr().out
+    assert default.count("new") == 5 and "EvalSum" not in default  # the five benchmark tasks
 
 
 def test_bench_on_a_local_ray_instance(tmp_path):
