@@ -27,7 +27,10 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters shared by every method (each method's file extends this dataclass)."""
+    """Hyperparameters shared by every method (each method's file extends this dataclass).
+
+    A setting added here later must default to the behaviour from before it existed: result files
+    written earlier lack it, and are read as having trained with its default."""
 
     task: str = "PermutationPower"
     size: int = 8

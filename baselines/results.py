@@ -222,9 +222,20 @@ def evaluate_result_model(result: dict[str, Any], model: torch.nn.Module) -> dic
 
 
 def config_without_seed(result: dict[str, Any]) -> dict[str, Any]:
-    """The settings a group of seeds shares (the budget included, bookkeeping excluded)."""
+    """The settings a group of seeds shares (the budget included, bookkeeping excluded). A setting
+    added to a method after the file was written is filled in with its default, which is what the
+    run trained with (a new setting's default keeps the old behaviour); `model_overrides` stays as
+    recorded (what it lacks tells an older model apart)."""
+    from baselines.methods import METHODS
+
     ignore = {"seed", "eval_every", "checkpoint_every", "threads"}
-    return {k: v for k, v in result["config"].items() if k not in ignore}
+    config = dict(result["config"])
+    method = METHODS.get(result["method"])
+    if method is not None:
+        for f in fields(method.config):
+            if f.name not in config and f.name != "model_overrides":
+                config[f.name] = getattr(method.config(), f.name)
+    return {k: v for k, v in config.items() if k not in ignore}
 
 
 def setting_id(result: dict[str, Any]) -> str:

@@ -66,6 +66,9 @@ class RLConfig(TrainConfig):
     ent_coef: float = 0.0  # an entropy bonus over ~9 token slots outweighs the 0/1 reward: it pays for asking
     algo_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the algorithm as is
 
+    def __post_init__(self) -> None:
+        pass  # the answerer X is not used: its model settings are not written out
+
     def validate(self) -> None:
         super().validate()
         if self.setting not in SETTINGS:
