@@ -67,7 +67,8 @@ class RLConfig(TrainConfig):
     algo_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the algorithm as is
 
     def __post_init__(self) -> None:
-        pass  # the answerer X is not used: its model settings are not written out
+        # the answerer X is not used: its model settings are not written out
+        self.model_overrides = dict(self.model_overrides)
 
     def validate(self) -> None:
         super().validate()

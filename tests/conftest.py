@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+# The smallest run of the learners that exercises every code path: the tests' shared base config
+TINY_MODEL = {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64}
+TINY_RUN = dict(
+    size=6,
+    steps=12,
+    batch_contexts=4,
+    questions_per_context=4,
+    eval_every=6,
+    checkpoint_every=6,
+    eval_contexts=8,
+    eval_questions_per_context=4,
+    model_overrides=TINY_MODEL,
+)
+
 
 @pytest.fixture(autouse=True)
 def results_go_to_a_temporary_folder(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_RUN
 
 import amp_envs  # noqa: F401  (registers the envs)
 from amp_envs.expert import ExpertPolicy
@@ -18,17 +19,7 @@ from baselines.iterated_amplification import IAConfig
 from baselines.methods import train
 from baselines.supervised import SupervisedConfig
 
-TINY = dict(
-    size=6,
-    steps=12,
-    batch_contexts=4,
-    questions_per_context=4,
-    eval_every=6,
-    checkpoint_every=6,
-    eval_contexts=8,
-    eval_questions_per_context=4,
-    model_overrides={"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64},
-)
+TINY = TINY_RUN  # tests/conftest.py
 
 
 def tiny(cls, **overrides):

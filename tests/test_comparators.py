@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL, TINY_RUN
 
 import amp_envs  # noqa: F401  (registers the envs)
 from amp_envs.expert import ExpertPolicy
@@ -20,19 +21,8 @@ from baselines.methods import train
 from baselines.results import verify
 from baselines.rl import BudgetIsFinal, RLConfig, evaluate_policy
 
-TINY_MODEL = {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64}
-TINY_EXIT = dict(
-    size=5,
-    steps=2,
-    batch_contexts=4,
-    questions_per_context=4,
-    generate_contexts=4,
-    replay_contexts=16,
-    eval_every=2,
-    checkpoint_every=2,
-    eval_contexts=8,
-    eval_questions_per_context=4,
-    model_overrides=TINY_MODEL,
+TINY_EXIT = TINY_RUN | dict(
+    size=5, steps=2, eval_every=2, checkpoint_every=2, generate_contexts=4, replay_contexts=16
 )
 TINY_RL = [
     "--size", "4", "--steps", "2", "--eval-every", "1", "--num-envs", "2", "--rollout-steps", "8",

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN
 
 import baselines.run
 from baselines import grid
@@ -20,17 +21,8 @@ from baselines.supervised import SupervisedConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "custom_method.py"
-TINY = dict(
-    steps=4,
-    batch_contexts=4,
-    questions_per_context=4,
-    eval_every=2,
-    checkpoint_every=2,
-    eval_contexts=8,
-    eval_questions_per_context=4,
-    threads=1,
-    model_overrides={"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64},
-)
+TINY = {k: v for k, v in TINY_RUN.items() if k != "size"}  # (size is given per test)
+TINY |= dict(steps=4, eval_every=2, checkpoint_every=2, threads=1)
 
 
 def fake_result(task: str, method: str, seed: int, accuracy: float, **extra) -> dict:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_RUN
 
 from amp_envs.tasks import TASKS, make_task
 from baselines import learned_expert
@@ -15,16 +16,8 @@ from baselines.learned_expert import DemoBudget, ExpertModel, LearnedExpert, Lea
 from baselines.methods import train
 
 TINY = dict(
-    size=6,
-    steps=12,
-    batch_contexts=4,
-    questions_per_context=4,
-    eval_every=6,
-    checkpoint_every=6,
-    eval_contexts=8,
-    eval_questions_per_context=4,
+    **TINY_RUN,
     threads=1,
-    model_overrides={"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64},
     demos=37,
     expert_d_model=32,
     expert_layers=1,
