@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -232,9 +232,9 @@ def config_without_seed(result: dict[str, Any]) -> dict[str, Any]:
     config = dict(result["config"])
     method = METHODS.get(result["method"])
     if method is not None:
-        for f in fields(method.config):
-            if f.name not in config and f.name != "model_overrides":
-                config[f.name] = getattr(method.config(), f.name)
+        defaults = asdict(method.config())
+        defaults.pop("model_overrides")
+        config = {**defaults, **config}
     return {k: v for k, v in config.items() if k not in ignore}
 
 

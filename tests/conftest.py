@@ -25,3 +25,27 @@ def results_go_to_a_temporary_folder(tmp_path, monkeypatch):
     import baselines.run
 
     monkeypatch.setattr(baselines.run, "RESULTS_DIR", tmp_path / "results")
+
+
+def forbid_in_training_tasks(monkeypatch, attributes: tuple[str, ...], message: str) -> None:
+    """Make `attributes` of every task a Trainer trains on (its own and each curriculum size's)
+    raise AssertionError(message); the test set keeps its own, intact task."""
+    import baselines.trainer as trainer_module
+
+    original_init = trainer_module.Trainer.__init__
+    make = trainer_module.make_task
+
+    def forbid(task):
+        def forbidden(*a, **k):
+            raise AssertionError(message)
+
+        for attr in attributes:
+            monkeypatch.setattr(task, attr, forbidden)
+        return task
+
+    def init_forbidding(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        forbid(self.task)
+        monkeypatch.setattr(trainer_module, "make_task", lambda *a, **k: forbid(make(*a, **k)))
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", init_forbidding)

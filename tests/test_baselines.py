@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RUN
+from conftest import TINY_RUN, forbid_in_training_tasks
 
 import amp_envs  # noqa: F401  (registers the envs)
 from amp_envs.expert import ExpertPolicy
@@ -228,25 +228,11 @@ def test_ia_refuses_a_difficulty_curriculum_that_would_leak_answers(tmp_path):
 
 @pytest.mark.parametrize("name", ["ShortestPath", "UnionFind", "SequentialAssignment"])
 def test_ia_training_never_touches_answers_or_answer_derived_difficulty(name, tmp_path, monkeypatch):
-    import baselines.trainer as trainer_module
-
-    original_init = trainer_module.Trainer.__init__
-    make = trainer_module.make_task
-
-    def forbid(task):
-        def forbidden(*a, **k):
-            raise AssertionError("IA read the ground truth or an answer-derived difficulty")
-
-        for attr in ("ground_truth", "correct", "difficulty"):
-            monkeypatch.setattr(task, attr, forbidden)
-        return task
-
-    def init_forbidding_truth(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)  # the test set keeps its own, intact task
-        forbid(self.task)
-        monkeypatch.setattr(trainer_module, "make_task", lambda *a, **k: forbid(make(*a, **k)))
-
-    monkeypatch.setattr(trainer_module.Trainer, "__init__", init_forbidding_truth)
+    forbid_in_training_tasks(
+        monkeypatch,
+        ("ground_truth", "correct", "difficulty"),
+        "IA read the ground truth or an answer-derived difficulty",
+    )
     cfg = tiny(IAConfig, task=name, curriculum_threshold=0.01, curriculum_min_steps=2)
     trainer = train("ia", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
     assert trainer.curriculum.mode == "size" and trainer.step == cfg.steps

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RUN
+from conftest import TINY_RUN, forbid_in_training_tasks
 
 from amp_envs.tasks import TASKS, make_task
 from baselines import learned_expert
@@ -216,25 +216,7 @@ def test_bad_configuration_is_refused():
 @pytest.mark.parametrize("name", ["ShortestPath", "PermutationPower"])
 def test_training_never_reads_the_ground_truth(name, tmp_path, monkeypatch):
     """Demonstrations, H' and the targets see no ground truth; scoring H' uses its own task."""
-    import baselines.trainer as trainer_module
-
-    original_init = trainer_module.Trainer.__init__
-    make = trainer_module.make_task
-
-    def forbid(task):
-        def forbidden(*a, **k):
-            raise AssertionError("ia-learned-h read the ground truth")
-
-        for attr in ("ground_truth", "correct"):
-            monkeypatch.setattr(task, attr, forbidden)
-        return task
-
-    def init_forbidding_truth(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)  # the test set keeps its own, intact task
-        forbid(self.task)
-        monkeypatch.setattr(trainer_module, "make_task", lambda *a, **k: forbid(make(*a, **k)))
-
-    monkeypatch.setattr(trainer_module.Trainer, "__init__", init_forbidding_truth)
+    forbid_in_training_tasks(monkeypatch, ("ground_truth", "correct"), "ia-learned-h read the ground truth")
     cfg = tiny(
         task=name, demo_schedule="steady", demos_per_step=8, curriculum="size", curriculum_start_size=4
     )
