@@ -12,6 +12,11 @@
         maps, routed by the question (so s^k(x) takes one layer per bit of k, not k hops).
         Measured on permutation powering, size 8, supervised: 95% after 1,500 steps with it,
         77% after 1,900 without.
+    existence features: softmax attention averages over the facts it attends to, so it cannot
+        tell "some fact matches both of the question's elements" (an edge a -> b exists) from
+        "facts match one each". Every attention layer also adds, per head, the largest
+        token-equality bias over the facts to the state. Measured, supervised, size 8, 400 steps:
+        shortest path 29% (the answer prior) -> 74%, permutation powering 51% -> 56%.
 
 Every answer in this project's tasks is one token (answer_len == 1), so the answer is one
 classification over the vocabulary, computed for every question at once.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +44,11 @@ class ModelConfig:
     # pointer doubling: a learned "next fact" link, squared this many times in the encoder
     # (link^1, link^2, link^4, ...); each decoder layer may follow any of them (0 = off)
     doubling_levels: int = 6
+    existence_features: bool = True  # per head, the best token-equality match over the facts
+
+    # Settings added after results were published, with the value that reproduces the model from
+    # before they existed: a result file (which lists every setting) that lacks one trained that.
+    BEFORE_ADDED: ClassVar[dict[str, Any]] = {"doubling_levels": 0, "existence_features": False}
 
     @classmethod
     def preset(cls, name: str) -> ModelConfig:
@@ -68,6 +79,7 @@ class Block(nn.Module):
             nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model)
         )
         self.dropout = nn.Dropout(cfg.dropout)
+        self.exists = nn.Linear(cfg.n_heads, cfg.d_model) if cfg.existence_features else None
 
     def forward(
         self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor, match: torch.Tensor
@@ -84,6 +96,8 @@ class Block(nn.Module):
         bias = bias.masked_fill(~keep, float("-inf"))
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + self.dropout(self.out(att.transpose(1, 2).reshape(b, t, d)))
+        if self.exists is not None:  # whether any fact matches: (B, H, T) -> (B, T, d)
+            x = x + self.exists(bias.amax(-1).transpose(1, 2))
         return x + self.dropout(self.mlp(self.norm_mlp(x)))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from baselines.common import EvalSet, TrainConfig, build_model
-from baselines.model import Answerer
+from baselines.model import Answerer, ModelConfig
 
 SCHEMA_VERSION = 1
 STOP_REASONS = ("steps", "time", "interrupted")
@@ -200,9 +200,10 @@ def model_from_result(result: dict[str, Any], state: dict[str, torch.Tensor]) ->
     if method is not None and method.rebuild is not None:
         model = method.rebuild(cfg)
     else:
-        if "doubling_levels" not in result["config"].get("model_overrides", {}):
-            # written before the model had pointer doubling (and before configs listed every setting)
-            cfg.model_overrides["doubling_levels"] = 0
+        recorded = result["config"].get("model_overrides", {})
+        for key, before in ModelConfig.BEFORE_ADDED.items():
+            if key not in recorded:  # written before the model had this setting
+                cfg.model_overrides[key] = before
         model = build_model(cfg, cfg.make_task())
     model.load_state_dict(state)
     return model
