@@ -9,7 +9,7 @@ import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -29,8 +29,11 @@ LR_SCHEDULES = ("constant", "cosine")
 class TrainConfig:
     """Hyperparameters shared by every method (each method's file extends this dataclass).
 
-    A setting added here later must default to the behaviour from before it existed: result files
-    written earlier lack it, and are read as having trained with its default."""
+    A setting added here later must default to the behaviour from before it existed, or be listed
+    in `BEFORE_ADDED` with the value that reproduces that behaviour: result files written earlier
+    lack it, and are read as having trained with that value."""
+
+    BEFORE_ADDED: ClassVar[dict[str, Any]] = {}
 
     task: str = "PermutationPower"
     size: int = 8

@@ -7,11 +7,14 @@ context, the others are answered by X'. X and H' train side by side; H itself is
 through `DemoBudget`, which counts every question it decomposes and refuses to go past `--demos`.
 
 A demonstration is one transcript of H, with X' answering its subquestions (as in the paper).
-`--demo-schedule` says when H gives them: "upfront" (all before the first step, answered by an
-untrained X': H' then rarely sees a real answer to copy, and learns H badly), "curriculum" (an
-equal share at the start and at every advance of the curriculum, answered by the X' of that
-time, and whatever is left once the curriculum is complete) or "steady" (`--demos-per-step` at
-every step until the budget is spent).
+`--demo-schedule` says when H gives them: "steady" (the default: `--demos-per-step` at every
+step until the budget is spent, so later demonstrations are answered by a better X'), "upfront"
+(all before the first step, answered by an untrained X': H' then rarely sees a real answer to
+copy, and learns H badly) or "curriculum" (an equal share at the start and at every advance of
+the curriculum, answered by the X' of that time, and whatever is left once the curriculum is
+complete). Measured on union find, size 8, 20,000 demonstrations, 500 steps: "curriculum" gave
+H' 0% of held-out `parent` transcripts and 35% of `depth` ones (X at 39%); "steady" (40 per
+step) 100% and 100% (X at 84%).
 
 H' sees exactly what H sees: the question, its subquestions and their answers, never the facts.
 A transcript is a sequence of records, each `question_len + answer_len` tokens wide:
@@ -27,6 +30,11 @@ final answer (the same mixture). H is deterministic given the transcript so far,
 a subquestion's tokens independently of each other loses nothing, and decoding costs one forward
 pass per subquestion rather than one per token. Attention and pointer get token-equality
 features between records (which records mention the same element) and the records' distance.
+With `expert_successor`, every output also mixes in a second pointer that outputs the successor
+of the number it points at: H answers "d + 1" (a depth, a distance) for whatever d X' gave, and a
+vocabulary softmax can only learn that number by number, from demonstrations that happen to
+contain each d (measured on union find, size 8, "steady" as above: `depth` transcripts 93%
+without it, 100% with it).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -55,7 +63,7 @@ DEMO_SCHEDULES = ("upfront", "curriculum", "steady")
 @dataclass
 class LearnedHConfig(IAConfig):
     demos: int = 20_000  # the budget: transcripts H provides over the whole run
-    demo_schedule: str = "curriculum"  # "upfront", "curriculum" or "steady" (see the module docstring)
+    demo_schedule: str = "steady"  # "steady", "upfront" or "curriculum" (see the module docstring)
     demos_per_step: int = 64  # "steady": demonstrations per training step
     expert_d_model: int = 64  # H' (the paper's: width 128, depth 4; this learns as well, cheaper)
     expert_layers: int = 2
@@ -67,6 +75,10 @@ class LearnedHConfig(IAConfig):
     # garbage but consistent targets, which X can agree with and so advance the curriculum)
     expert_warmup: int = 100
     expert_eval_questions: int = 512  # held-out H transcripts H' is scored on (never trained on)
+    expert_successor: bool = True  # H' can point at a number and output its successor (see above)
+
+    # settings added after results were published, with the value they had before (see TrainConfig)
+    BEFORE_ADDED: ClassVar[dict[str, Any]] = {"expert_successor": False}
 
     def validate(self) -> None:
         super().validate()
@@ -113,7 +125,7 @@ class ExpertModel(nn.Module):
     """H': `forward(records)` gives, after each record r, the stop logit (B, R), the next
     subquestion's log-probabilities (B, R, Lq, V) and the final answer's (B, R, V)."""
 
-    def __init__(self, cfg: ModelConfig, task: Task) -> None:
+    def __init__(self, cfg: ModelConfig, task: Task, successor: bool = False) -> None:
         super().__init__()
         d, v = cfg.d_model, len(task.vocab)
         self.lq, self.width, self.max_records = (
@@ -136,6 +148,10 @@ class ExpertModel(nn.Module):
         self.vocab_head = nn.Linear(d, v)
         self.pointer_key = nn.Linear(d, d)
         self.pointers = nn.ModuleList(Pointer(d, match_features, w) for _ in range(self.lq + 1))
+        self.successor_pointers = (
+            nn.ModuleList(Pointer(d, match_features, w) for _ in range(self.lq + 1)) if successor else None
+        )
+        self.register_buffer("successor", torch.from_numpy(task.vocab.successor_tokens()))
         # distance[i, j] one-hot of i - j for j <= i: "the previous answer" is one feature away
         dist = torch.arange(r)[:, None] - torch.arange(r)[None, :]
         self.register_buffer("distance", F.one_hot(dist.clamp(min=0), r).float() * (dist >= 0)[..., None])
@@ -163,10 +179,20 @@ class ExpertModel(nn.Module):
             x, match, hidden, r = x[:, -1:], match[:, -1:], hidden[:, -1:], 1
         queries = self.slot_norm(F.gelu(self.slots(x)).view(b, r, self.lq, -1))
         out = []
+        if self.successor_pointers is not None:  # "the number at this token, plus one"
+            successor = self.successor[flat]
+            sources = torch.cat([flat, successor], dim=-1)
+            hidden_successor = hidden | (successor == PAD)[:, None, :]
         for j, pointer in enumerate(self.pointers):
             q = queries[:, :, j] if j < self.lq else x
             logits = pointer(q, keys, match, nothing).masked_fill(hidden, float("-inf"))
-            out.append(copy_mixture(self.vocab_head(q), logits, flat))
+            if self.successor_pointers is None:
+                out.append(copy_mixture(self.vocab_head(q), logits, flat))
+                continue
+            plus_one = self.successor_pointers[j](q, keys, match, nothing).masked_fill(
+                hidden_successor, float("-inf")
+            )
+            out.append(copy_mixture(self.vocab_head(q), torch.cat([logits, plus_one], -1), sources))
         return self.stop(x).squeeze(-1), torch.stack(out[: self.lq], dim=2), out[self.lq]
 
 
@@ -233,7 +259,7 @@ class LearnedExpert:
 
     def __init__(self, cfg: LearnedHConfig, task: Task, levels: int) -> None:
         self.cfg, self.task = cfg, task
-        self.model = ExpertModel(cfg.expert_model_config(), task)
+        self.model = ExpertModel(cfg.expert_model_config(), task, successor=cfg.expert_successor)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.expert_lr, betas=(0.9, 0.98))
         self.budget = DemoBudget(cfg.demos)
         r, w = task.max_subquestions + 1, task.question_len + task.answer_len

@@ -224,8 +224,8 @@ def evaluate_result_model(result: dict[str, Any], model: torch.nn.Module) -> dic
 
 def config_without_seed(result: dict[str, Any]) -> dict[str, Any]:
     """The settings a group of seeds shares (the budget included, bookkeeping excluded). A setting
-    added to a method after the file was written is filled in with its default, which is what the
-    run trained with (a new setting's default keeps the old behaviour); `model_overrides` stays as
+    added to a method after the file was written is filled in with what the run trained with (its
+    `BEFORE_ADDED` value, else its default, which then keeps the old behaviour); `model_overrides` stays as
     recorded (what it lacks tells an older model apart)."""
     from baselines.methods import METHODS
 
@@ -233,7 +233,7 @@ def config_without_seed(result: dict[str, Any]) -> dict[str, Any]:
     config = dict(result["config"])
     method = METHODS.get(result["method"])
     if method is not None:
-        defaults = asdict(method.config())
+        defaults = {**asdict(method.config()), **method.config.BEFORE_ADDED}
         defaults.pop("model_overrides")
         config = {**defaults, **config}
     return {k: v for k, v in config.items() if k not in ignore}

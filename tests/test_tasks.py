@@ -259,3 +259,17 @@ def test_any_shortest_next_step_and_any_neighbour_is_correct():
                 adjacent = uf.question(uf.vocab.sym("adjacent"), np.array([x]), np.array([y]))[0]
                 expected = reference_answer(uf, ctx.facts[c], adjacent) == uf.vocab.sym("yes")
                 assert uf.correct(ctx, np.array([c]), q, np.array([[y]]))[0] == expected
+
+
+def test_successor_tokens_step_numbers_by_one():
+    vocab = make_task("UnionFind", 8).vocab
+    table = vocab.successor_tokens()
+    values, is_number = vocab.number_value(np.arange(len(vocab)))
+    top = vocab.number_hi
+    for token in range(len(vocab)):
+        if not is_number[token]:
+            assert table[token] == 0  # PAD: nothing to point at
+        elif values[token] == top:
+            assert table[token] == 1  # `?`, as Vocab.number gives past the range
+        else:
+            assert vocab.number_value(table[token])[0] == values[token] + 1

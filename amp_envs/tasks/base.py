@@ -84,6 +84,14 @@ class Vocab:
         ok = (t >= self.number_base) & (t < self.number_base + self.num_numbers)
         return np.where(ok, t - self.number_base + self.number_lo, 0), ok
 
+    def successor_tokens(self) -> np.ndarray:
+        """(size,) for every token: the token of its value + 1 if it is a number (`?` past the
+        largest number, as `number` gives), else PAD. Lets a learner say "d + 1" for every d."""
+        table = np.zeros(self.size, dtype=np.int64)
+        values = np.arange(self.number_lo, self.number_hi + 1)
+        table[self.number_base : self.number_base + self.num_numbers] = self.number(values + 1)
+        return table
+
     # element names ------------------------------------------------------------------------
     def is_name(self, tokens: np.ndarray) -> np.ndarray:
         t = np.asarray(tokens)
