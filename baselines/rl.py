@@ -25,10 +25,12 @@ observations: raw token ids as floats, concatenated into an MLP).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import gymnasium as gym
 import numpy as np
 import stable_baselines3
@@ -42,6 +44,7 @@ from torch import nn
 import amp_envs  # noqa: F401  (registers Amp/*-v0)
 from amp_envs.tasks.base import UNKNOWN
 from baselines.common import EVAL_SEED, TrainConfig
+from baselines.run import atomic_write_bytes
 from baselines.trainer import Trainer
 
 SETTINGS = ("oracle-easier", "lookup-only")
@@ -228,8 +231,6 @@ class RLTrainer(Trainer):
     a step is one rollout and update, evaluation plays the policy on fixed seeded episodes."""
 
     def __init__(self, method: str, cfg: RLConfig, **options: Any) -> None:
-        if options.get("resume"):
-            raise ValueError("--resume is not supported for the stable-baselines3 methods; start a new run")
         super().__init__(method, cfg, **options)
         env_kwargs = {"size": cfg.size, "answerer": cfg.setting}
         self.env = make_vec_env(  # render_mode: SB3 would ask for "rgb_array" otherwise
@@ -245,17 +246,43 @@ class RLTrainer(Trainer):
         self.counter = EpisodeCounter()
 
     def checkpoint(self) -> None:
-        self.agent.save(self.run.dir / "sb3_agent.zip")  # loadable with stable-baselines3 directly
+        """Everything a resume needs to go on exactly as if never stopped, in one atomic file: the
+        agent (policy, optimiser, timesteps), the training envs mid-episode with their random
+        generators, the observation the next rollout starts from, and numpy's global RNG (the
+        Run adds torch's). `sb3_agent.zip` beside it is the agent alone, loadable with stable-baselines3."""
+        agent = io.BytesIO()
+        self.agent.save(agent)
         self.run.save_checkpoint(
             {
                 "step": self.step,
                 "questions_seen": self.questions_seen,
-                "policy": self.agent.policy.state_dict(),
-                "num_timesteps": self.agent.num_timesteps,
+                "agent": agent.getvalue(),
+                "envs": cloudpickle.dumps(self.env),
+                "last_obs": self.agent._last_obs,
+                "last_episode_starts": self.agent._last_episode_starts,
+                "numpy_global_rng": np.random.get_state(),  # noqa: NPY002 (SB3 shuffles minibatches with it)
                 "last_eval": self.last_eval,
                 "commit": self.run.commit,
             }
         )
+        atomic_write_bytes(agent.getvalue(), self.run.dir / "sb3_agent.zip")
+
+    def _restore(self) -> None:
+        state = self.run.load_checkpoint()
+        if state is None:
+            print(f"no checkpoint in {self.run.dir}: starting from scratch")
+            return
+        self.step, self.questions_seen = state["step"], state["questions_seen"]
+        self.last_eval, self.run.commit = state["last_eval"], state["commit"]
+        self.env.close()
+        self.env = cloudpickle.loads(state["envs"])
+        algo = getattr(stable_baselines3, self.cfg.algo)
+        self.agent = algo.load(io.BytesIO(state["agent"]), env=self.env, device="cpu")
+        self.agent._last_obs = state["last_obs"]
+        self.agent._last_episode_starts = state["last_episode_starts"]
+        self.model = self.agent.policy
+        np.random.set_state(state["numpy_global_rng"])  # noqa: NPY002
+        print(f"resumed {self.run.name} at step {self.step}")
 
     def evaluate(self, metrics: dict[str, float]) -> None:
         result = evaluate_policy(self.agent.policy, self.eval_env)
