@@ -116,12 +116,12 @@ def eval_main(argv: list[str]) -> dict[str, Any]:
     state = torch.load(args.checkpoint, weights_only=False)
     method = get_method(state["method"])
     cfg = method.config(**state["config"])
-    if "policy" in state:  # an SB3 agent (ppo, a2c): its own save file sits next to the checkpoint
-        from pathlib import Path
+    if "agent" in state:  # an SB3 agent (ppo, a2c), saved whole inside the checkpoint
+        import io
 
         from baselines.rl import evaluate_saved_agent
 
-        result = evaluate_saved_agent(cfg, Path(args.checkpoint).with_name("sb3_agent.zip"))
+        result = evaluate_saved_agent(cfg, io.BytesIO(state["agent"]))
     else:
         task = cfg.make_task()
         model = build_model(cfg, task)

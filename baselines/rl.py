@@ -220,8 +220,9 @@ def evaluate_trained_policy(cfg: TrainConfig, policy: nn.Module) -> dict[str, An
 VERIFY_HOOKS = {"rebuild": rebuild_policy, "evaluate": evaluate_trained_policy}
 
 
-def evaluate_saved_agent(cfg: RLConfig, path: str | Path) -> dict[str, Any]:
-    """`amp eval` for the RL methods: load the agent saved next to the checkpoint and re-score it."""
+def evaluate_saved_agent(cfg: RLConfig, path: str | Path | io.BytesIO) -> dict[str, Any]:
+    """`amp eval` for the RL methods: load a saved agent (a file, or the bytes a checkpoint holds)
+    and re-score it."""
     agent = getattr(stable_baselines3, cfg.algo).load(path, device="cpu")
     return evaluate_policy(agent.policy, make_eval_env(cfg))
 
@@ -281,6 +282,8 @@ class RLTrainer(Trainer):
         self.agent._last_obs = state["last_obs"]
         self.agent._last_episode_starts = state["last_episode_starts"]
         self.model = self.agent.policy
+        # building the loaded agent drew from torch's RNG: put back the state the Run restored
+        torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_global_rng"])  # noqa: NPY002
         print(f"resumed {self.run.name} at step {self.step}")
 
