@@ -268,13 +268,7 @@ class RLTrainer(Trainer):
         )
         atomic_write_bytes(agent.getvalue(), self.run.dir / "sb3_agent.zip")
 
-    def _restore(self) -> None:
-        state = self.run.load_checkpoint()
-        if state is None:
-            print(f"no checkpoint in {self.run.dir}: starting from scratch")
-            return
-        self.step, self.questions_seen = state["step"], state["questions_seen"]
-        self.last_eval, self.run.commit = state["last_eval"], state["commit"]
+    def restore_state(self, state: dict[str, Any]) -> None:
         self.env.close()
         self.env = cloudpickle.loads(state["envs"])
         algo = getattr(stable_baselines3, self.cfg.algo)
@@ -285,7 +279,6 @@ class RLTrainer(Trainer):
         # building the loaded agent drew from torch's RNG: put back the state the Run restored
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_global_rng"])  # noqa: NPY002
-        print(f"resumed {self.run.name} at step {self.step}")
 
     def evaluate(self, metrics: dict[str, float]) -> None:
         result = evaluate_policy(self.agent.policy, self.eval_env)

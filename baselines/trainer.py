@@ -165,13 +165,16 @@ class Trainer:
             print(f"no checkpoint in {self.run.dir}: starting from scratch")
             return
         self.step, self.questions_seen = state["step"], state["questions_seen"]
+        self.last_eval, self.run.commit = state["last_eval"], state["commit"]
+        self.restore_state(state)
+        print(f"resumed {self.run.name} at step {self.step}")
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """The learner's part of a checkpoint (a trainer with other state overrides this)."""
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.rng.bit_generator.state = state["numpy_rng"]
         self.curriculum.load_state_dict(state["curriculum"])
-        self.last_eval = state["last_eval"]
-        self.run.commit = state["commit"]
         for key, value in state["extra"].items():
             self.extra[key].load_state_dict(value)
-        print(f"resumed {self.run.name} at step {self.step}")
