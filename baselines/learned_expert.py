@@ -148,10 +148,10 @@ class ExpertModel(nn.Module):
         self.vocab_head = nn.Linear(d, v)
         self.pointer_key = nn.Linear(d, d)
         self.pointers = nn.ModuleList(Pointer(d, match_features, w) for _ in range(self.lq + 1))
-        self.successor_pointers = (
-            nn.ModuleList(Pointer(d, match_features, w) for _ in range(self.lq + 1)) if successor else None
-        )
-        self.register_buffer("successor", torch.from_numpy(task.vocab.successor_tokens()))
+        self.successor_pointers = None
+        if successor:  # a second pointer per output: "the number at this token, plus one"
+            self.successor_pointers = nn.ModuleList(Pointer(d, match_features, w) for _ in range(self.lq + 1))
+            self.register_buffer("successor", torch.from_numpy(task.vocab.successor_tokens()))
         # distance[i, j] one-hot of i - j for j <= i: "the previous answer" is one feature away
         dist = torch.arange(r)[:, None] - torch.arange(r)[None, :]
         self.register_buffer("distance", F.one_hot(dist.clamp(min=0), r).float() * (dist >= 0)[..., None])
@@ -178,21 +178,19 @@ class ExpertModel(nn.Module):
         if last_only:
             x, match, hidden, r = x[:, -1:], match[:, -1:], hidden[:, -1:], 1
         queries = self.slot_norm(F.gelu(self.slots(x)).view(b, r, self.lq, -1))
-        out = []
-        if self.successor_pointers is not None:  # "the number at this token, plus one"
+        sources = flat  # the token each pointer position outputs
+        if self.successor_pointers is not None:
             successor = self.successor[flat]
             sources = torch.cat([flat, successor], dim=-1)
             hidden_successor = hidden | (successor == PAD)[:, None, :]
+        out = []
         for j, pointer in enumerate(self.pointers):
             q = queries[:, :, j] if j < self.lq else x
             logits = pointer(q, keys, match, nothing).masked_fill(hidden, float("-inf"))
-            if self.successor_pointers is None:
-                out.append(copy_mixture(self.vocab_head(q), logits, flat))
-                continue
-            plus_one = self.successor_pointers[j](q, keys, match, nothing).masked_fill(
-                hidden_successor, float("-inf")
-            )
-            out.append(copy_mixture(self.vocab_head(q), torch.cat([logits, plus_one], -1), sources))
+            if self.successor_pointers is not None:
+                plus_one = self.successor_pointers[j](q, keys, match, nothing)
+                logits = torch.cat([logits, plus_one.masked_fill(hidden_successor, float("-inf"))], -1)
+            out.append(copy_mixture(self.vocab_head(q), logits, sources))
         return self.stop(x).squeeze(-1), torch.stack(out[: self.lq], dim=2), out[self.lq]
 
 

@@ -251,13 +251,14 @@ class RLTrainer(Trainer):
         agent (policy, optimiser, timesteps), the training envs mid-episode with their random
         generators, the observation the next rollout starts from, and numpy's global RNG (the
         Run adds torch's). `sb3_agent.zip` beside it is the agent alone, loadable with stable-baselines3."""
-        agent = io.BytesIO()
-        self.agent.save(agent)
+        buffer = io.BytesIO()
+        self.agent.save(buffer)
+        agent = buffer.getvalue()
         self.run.save_checkpoint(
             {
                 "step": self.step,
                 "questions_seen": self.questions_seen,
-                "agent": agent.getvalue(),
+                "agent": agent,
                 "envs": cloudpickle.dumps(self.env),
                 "last_obs": self.agent._last_obs,
                 "last_episode_starts": self.agent._last_episode_starts,
@@ -266,7 +267,7 @@ class RLTrainer(Trainer):
                 "commit": self.run.commit,
             }
         )
-        atomic_write_bytes(agent.getvalue(), self.run.dir / "sb3_agent.zip")
+        atomic_write_bytes(agent, self.run.dir / "sb3_agent.zip")
 
     def restore_state(self, state: dict[str, Any]) -> None:
         self.env.close()

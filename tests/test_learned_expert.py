@@ -195,28 +195,26 @@ def test_h_prime_answers_d_plus_one_for_numbers_no_demonstration_had():
     """Union find's `depth x` ends in "depth of the parent, plus one". Taught only on parents at
     depth 0 and 1, H' with the successor pointer answers the deeper ones too."""
     torch.manual_seed(0)
-    cfg = tiny(task="UnionFind", size=16, expert_d_model=64, expert_layers=2, expert_batch=64)
+    cfg = tiny(task="UnionFind", size=16, expert_d_model=64, expert_layers=2, expert_batch=64, demos=4096)
     task = cfg.make_task()
-    model = ExpertModel(cfg.expert_model_config(), task, successor=True)
+    learned = LearnedExpert(cfg, task, levels=1)
+    assert learned.model.successor_pointers is not None
     rng = np.random.default_rng(0)
     ctx = task.generate(rng, 256)
     idx = np.repeat(np.arange(256), 16)
     q = task.sample_questions(ctx, rng, ["depth"], ctx_idx=idx)
     t = task.run_expert(ctx, idx, q, rng)
     depth, _ = task.vocab.number_value(t.answers[:, 0])
-    records, num_sub = torch.from_numpy(to_records(task, t)), torch.from_numpy(t.num_sub)
-    final = t.answers[:, 0]
+    records, final = to_records(task, t), t.answers[:, 0]
     seen, unseen = np.flatnonzero(depth <= 2), np.flatnonzero(depth >= 3)
     assert len(unseen) > 100
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    n = learned.budget.used = len(seen)  # the demonstrations: parents at depth 0 and 1 only
+    learned.records[:n], learned.num_sub[:n], learned.final[:n] = records[seen], t.num_sub[seen], final[seen]
     for _ in range(150):
-        j = torch.from_numpy(rng.choice(seen, 64))
-        loss, _ = score(model, records[j], num_sub[j], torch.from_numpy(final[j]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        learned.learn(rng)
+    held_out = (torch.from_numpy(a[unseen]) for a in (records, t.num_sub, final))
     with torch.no_grad():
-        _, out = score(model, records[unseen], num_sub[unseen], torch.from_numpy(final[unseen]))
+        _, out = score(learned.model, *held_out)
     whole = out["ok"].sum(1) == out["live"].sum(1)
     assert whole.float().mean() > 0.9, whole.float().mean()
 
