@@ -37,9 +37,17 @@ def _add_config_options(parser: argparse.ArgumentParser, config: type) -> None:
         if isinstance(default, dict):
             parser.add_argument(flag, type=json.loads, default=default, help=f"JSON (default {default})")
         elif isinstance(default, bool):
-            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
+            parser.add_argument(flag, type=parse_bool, default=default, help=f"true/false (default: {default})")
         else:
             parser.add_argument(flag, type=type(default), default=default, help=f"(default: {default})")
+
+
+def parse_bool(text: str) -> bool:
+    """A boolean flag's value: true/false, yes/no, 1/0 (any case); anything else is refused."""
+    value = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
 
 
 def import_plugins(plugins: Iterable[str]) -> None:

@@ -205,6 +205,15 @@ def test_cli_train_then_eval(tmp_path, capsys):
         amp_main(["train", "--method", "nonsense"])
 
 
+def test_a_boolean_flag_refuses_a_word_it_does_not_know(capsys):
+    from baselines.cli import parse_bool
+
+    assert [parse_bool(s) for s in ("true", "Yes", "1", "false", "NO", "0")] == [True] * 3 + [False] * 3
+    with pytest.raises(SystemExit):  # "ture" must not quietly mean False
+        amp_main(["train", "--method", "ia-learned-h", "--expert-successor", "ture"])
+    assert "expected true or false, got 'ture'" in capsys.readouterr().err
+
+
 def amp_main_eval(path: str) -> dict:
     from baselines.cli import eval_main
 
