@@ -309,3 +309,23 @@ def test_ia_trains_on_every_kind_of_question_h_asks(tmp_path):
     assert {trainer.task.kinds[k] for k in kinds} == {"parent", "depth", "value"}
     with pytest.raises(ValueError, match="question_kinds"):
         train("ia", tiny(IAConfig, question_kinds="some"), runs_dir=tmp_path, quiet=True)
+
+
+def test_the_bar_a_benchmark_reports_each_method_and_seed(monkeypatch, capsys):
+    import baselines.bar_a as bar_a
+
+    monkeypatch.setattr(
+        bar_a, "BAR_A", {"supervised": tiny(SupervisedConfig), "ia": tiny(IAConfig, task="WildcardSearch")}
+    )
+    rows = bar_a.main(["--seeds", "0", "1"])
+    assert [(r["method"], r["seed"]) for r in rows] == [
+        ("supervised", 0),
+        ("supervised", 1),
+        ("ia", 0),
+        ("ia", 1),
+    ]
+    assert all(
+        r["steps"] == TINY["steps"] and r["met"] == (r["accuracy"] > 0.9 and r["seconds"] < 120) for r in rows
+    )
+    out = capsys.readouterr().out
+    assert "supervised: bar met on" in out and "ia seed 1:" in out
