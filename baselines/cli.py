@@ -37,7 +37,7 @@ def _add_config_options(parser: argparse.ArgumentParser, config: type) -> None:
         if isinstance(default, dict):
             parser.add_argument(flag, type=json.loads, default=default, help=f"JSON (default {default})")
         elif isinstance(default, bool):
-            parser.add_argument(flag, type=parse_bool, default=default, help=f"true/false (default: {default})")
+            parser.add_argument(flag, type=parse_bool, default=default, help=f"true or false ({default})")
         else:
             parser.add_argument(flag, type=type(default), default=default, help=f"(default: {default})")
 
