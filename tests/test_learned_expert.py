@@ -32,7 +32,27 @@ def tiny(**overrides) -> LearnedHConfig:
     return LearnedHConfig(**{**TINY, **overrides})
 
 
-@pytest.mark.parametrize("schedule", ["upfront", "curriculum", "steady"])
+def test_paced_demonstrations_release_a_share_per_level_a_few_at_a_time():
+    from types import SimpleNamespace
+
+    cfg = tiny(task="UnionFind", demos=30, demo_schedule="paced", demos_per_step=4)
+    learned = learned_expert.LearnedExpert(cfg, make_task("UnionFind", 6), levels=3)  # shares of 10
+    curriculum = SimpleNamespace(level=1, size=4, growing=True)
+    t = SimpleNamespace(curriculum=curriculum)
+
+    def give() -> int:
+        n = learned.due(t)
+        learned.budget.used += n  # what `demonstrate` counts
+        return n
+
+    assert [give() for _ in range(4)] == [4, 4, 2, 0]  # the first level's 10, 4 per step
+    curriculum.size = 5  # an advance releases the next share
+    assert [give() for _ in range(4)] == [4, 4, 2, 0]
+    curriculum.size, curriculum.growing = 6, False  # complete: the rest, still 4 per step
+    assert [give() for _ in range(4)] == [4, 4, 2, 0]
+
+
+@pytest.mark.parametrize("schedule", ["upfront", "curriculum", "steady", "paced"])
 def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monkeypatch):
     """Every question H decomposes during training is counted, and the count never passes
     `demos`; H' only ever trains on those demonstrations."""
@@ -67,7 +87,7 @@ def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monk
     assert held_out == cfg.expert_eval_questions
     used = sum(decomposed.values())
     assert used == learned.budget.used == trainer.run.counts["demonstrations"] <= cfg.demos
-    if schedule != "curriculum":  # "curriculum" hands out the rest only as the curriculum advances
+    if schedule in ("upfront", "steady"):  # the others hand out shares as the curriculum advances
         assert used == cfg.demos
     given = {tuple(r) for r in learned.records[:used].reshape(used, -1).tolist()}
     assert len(trained_on) == cfg.steps + cfg.expert_warmup - 1 == learned.updates
