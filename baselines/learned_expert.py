@@ -69,10 +69,7 @@ DEMO_SCHEDULES = ("upfront", "curriculum", "steady", "paced")
 class LearnedHConfig(IAConfig):
     demos: int = 20_000  # the budget: transcripts H provides over the whole run
     demo_schedule: str = "steady"  # "steady", "paced", "upfront" or "curriculum" (module docstring)
-    # "steady" and "paced": demonstrations per training step. 16 rather than 64: 64 spends 20,000
-    # in 312 steps, before the later levels exist (wildcard search, size 16, 3 minutes: X 70% with
-    # 64 per step, 97% with 16, on 9,216 demonstrations; union find, size 8: 69% and 72%, on 5,136)
-    demos_per_step: int = 16
+    demos_per_step: int = 64  # "steady" and "paced": demonstrations per training step
     expert_d_model: int = 64  # H' (the paper's: width 128, depth 4; this learns as well, cheaper)
     expert_layers: int = 2
     expert_heads: int = 4
