@@ -188,7 +188,8 @@ def main_table(rows: list[Row]) -> str:
 MAIN_LEGEND = (
     "Final test accuracy (%, mean ± standard deviation over n seeds) on the fixed held-out test set. "
     "✓: re-evaluated from its weights by `amp verify`; †: the method has other settings on this task "
-    "and size (the row shown has the most seeds); see the per-task tables."
+    "and size (the row shown has the most seeds; between settings with as many seeds, the higher "
+    "mean); see the per-task tables."
 )
 
 
