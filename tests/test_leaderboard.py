@@ -76,6 +76,20 @@ def write_fixture(results_dir: Path) -> None:
         (results_dir / name).write_text(json.dumps(r, indent=1) + "\n")
 
 
+def test_the_main_table_shows_the_default_setting_when_seeds_tie():
+    """Between settings with as many seeds, the main table shows the method as it ships, not
+    whichever variant happened to score best; more seeds still win."""
+    default = fake_result("UnionFind", "supervised", 0, 0.60)
+    variant = fake_result("UnionFind", "supervised", 0, 0.90)
+    variant["config"]["lr"] = 0.003
+    table = lb.main_table(lb.group([default, variant]))
+    assert "60.0 (n=1) †" in table and "90.0" not in table
+    second = fake_result("UnionFind", "supervised", 1, 0.80)
+    second["config"]["lr"] = 0.003
+    table = lb.main_table(lb.group([default, variant, second]))
+    assert "85.0 ± 5.0 (n=2) †" in table
+
+
 # -- result files -----------------------------------------
 def test_committed_result_files_are_valid():
     assert load_results(ROOT / "leaderboard" / "results")
