@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from baselines.model import ModelConfig
-from baselines.results import config_without_seed, load_results, setting_id
+from baselines.results import config_without_seed, load_results, model_settings_before_added, setting_id
 
 LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboard"
 PROJECT_README = LEADERBOARD_DIR.parent / "README.md"
@@ -78,10 +77,9 @@ def departures_from_defaults(row: Row) -> int:
     config = config_without_seed(row.runs[0])
     budget = {"task", "size", "steps", "max_minutes", "model_overrides"}
     differ = [k for k, v in config.items() if k not in budget and k in defaults and defaults[k] != v]
-    preset = defaults["model_overrides"]
-    recorded = row.runs[0]["config"].get("model_overrides", {})
-    before = ModelConfig.BEFORE_ADDED  # what a setting missing from an older file trained with
-    return len(differ) + sum(recorded.get(k, before.get(k, v)) != v for k, v in preset.items())
+    run = row.runs[0]
+    trained = {**run["config"].get("model_overrides", {}), **model_settings_before_added(run)}
+    return len(differ) + sum(trained.get(k, v) != v for k, v in defaults["model_overrides"].items())
 
 
 def method_order(methods: set[str]) -> list[str]:

@@ -303,16 +303,14 @@ class LearnedExpert:
         schedule = self.cfg.demo_schedule
         if schedule == "steady":
             return min(self.cfg.demos_per_step, self.budget.left)
-        if schedule == "upfront" or (schedule == "curriculum" and not t.curriculum.growing):
+        if schedule == "upfront":
             return self.budget.left
-        # the demonstrations released so far: a share per curriculum level reached (all of them
-        # once the curriculum is complete)
-        released = min(self.budget.total, self.share * (self.advances + 1))
-        if not t.curriculum.growing:
-            released = self.budget.total
-        if schedule == "paced":
-            return max(0, min(self.cfg.demos_per_step, released - self.budget.used))
-        return max(0, released - self.budget.used)
+        # "curriculum" and "paced": a share per curriculum level reached, all once it is complete
+        released = self.budget.total
+        if t.curriculum.growing:
+            released = min(released, self.share * (self.advances + 1))
+        due = released - self.budget.used
+        return max(0, min(self.cfg.demos_per_step, due) if schedule == "paced" else due)
 
     def demonstrate(self, t: Trainer, n: int) -> None:
         """H decomposes n fresh training questions, X' answering its subquestions."""

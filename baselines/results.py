@@ -191,6 +191,13 @@ def method_config(result: dict[str, Any]) -> TrainConfig:
     return method.config(**{k: v for k, v in result["config"].items() if k in names})
 
 
+def model_settings_before_added(result: dict[str, Any]) -> dict[str, Any]:
+    """The model settings a result file lacks because it was written before they existed, with
+    the value its run trained with (`ModelConfig.BEFORE_ADDED`)."""
+    recorded = result["config"].get("model_overrides", {})
+    return {key: before for key, before in ModelConfig.BEFORE_ADDED.items() if key not in recorded}
+
+
 def model_from_result(result: dict[str, Any], state: dict[str, torch.Tensor]) -> torch.nn.Module:
     """The run's trained artefact (X, or the method's own model), with `state` loaded."""
     from baselines.methods import METHODS
@@ -200,10 +207,7 @@ def model_from_result(result: dict[str, Any], state: dict[str, torch.Tensor]) ->
     if method is not None and method.rebuild is not None:
         model = method.rebuild(cfg)
     else:
-        recorded = result["config"].get("model_overrides", {})
-        for key, before in ModelConfig.BEFORE_ADDED.items():
-            if key not in recorded:  # written before the model had this setting
-                cfg.model_overrides[key] = before
+        cfg.model_overrides.update(model_settings_before_added(result))
         model = build_model(cfg, cfg.make_task())
     model.load_state_dict(state)
     return model
