@@ -77,6 +77,7 @@ class TrainConfig:
             if not hasattr(cfg, key):
                 raise ValueError(f"unknown model setting {key!r}")
             setattr(cfg, key, value)
+        cfg.validate()
         return cfg
 
     def validate(self) -> None:

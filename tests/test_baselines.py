@@ -256,6 +256,26 @@ def test_bad_configuration_is_refused():
         tiny(SupervisedConfig, steps=0).validate()
     with pytest.raises(ValueError, match="lr_schedule"):
         tiny(SupervisedConfig, lr_schedule="linear").validate()
+    with pytest.raises(ValueError, match="link must be one of"):
+        tiny(SupervisedConfig, model_overrides={"link": "sideways"}).validate()
+
+
+def test_the_relation_link_starts_on_the_chain_and_is_exact_once_sharp():
+    """X's "next fact" link is a mixture of exact equality relations. It starts leaning to the
+    chain (fact x -> s(x) links to fact s(x) -> s(s(x))); made sharp, it is the successor
+    permutation itself, and its squares are s^2, s^4, ...."""
+    task = make_task("PermutationPower", 8)
+    model = build_model(tiny(SupervisedConfig), task)
+    ctx = task.generate(np.random.default_rng(0), 2)
+    facts = torch.from_numpy(ctx.facts)
+    successor = torch.from_numpy(ctx.facts[:, :, None, 1] == ctx.facts[:, None, :, 0]).float()
+    link = model.encode(facts)[3][:, 0]
+    assert ((link * successor).sum(-1) > 0.8).all()  # the chain prior: 3 nats over 3 others
+    with torch.no_grad():
+        model.link_relations.mul_(100)
+    maps = model.encode(facts)[3]
+    assert torch.allclose(maps[:, 0], successor, atol=1e-4)
+    assert torch.allclose(maps[:, 1], successor @ successor, atol=1e-4)  # doubling: s^2
 
 
 def test_learning_rate_schedules():
