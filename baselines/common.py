@@ -33,7 +33,7 @@ class TrainConfig:
     in `BEFORE_ADDED` with the value that reproduces that behaviour: result files written earlier
     lack it, and are read as having trained with that value."""
 
-    BEFORE_ADDED: ClassVar[dict[str, Any]] = {}
+    BEFORE_ADDED: ClassVar[dict[str, Any]] = {"curriculum_oversample": 16}
 
     task: str = "PermutationPower"
     size: int = 8
@@ -59,6 +59,10 @@ class TrainConfig:
     curriculum_start_size: int = 4  # "size": contexts start this large and grow by one
     curriculum_threshold: float = 0.85  # advance when agreement on the newest level exceeds it
     curriculum_min_steps: int = 25  # ...and at least this many steps were spent on it
+    # "difficulty": candidates drawn per question slot, the easiest kept. At 16, permutation
+    # powering's first level (k = 2, 3: 2 in 62 candidates) filled only about half its slots,
+    # the rest were harder questions whose amplified targets are still garbage
+    curriculum_oversample: int = 64
     eval_every: int = 100
     eval_contexts: int = 64
     eval_questions_per_context: int = 16
@@ -90,6 +94,8 @@ class TrainConfig:
             raise ValueError(f"curriculum must be one of {list(CURRICULA)}, got {self.curriculum!r}")
         if self.curriculum == "size" and not 2 <= self.curriculum_start_size <= self.size:
             raise ValueError(f"curriculum_start_size must be in [2, size={self.size}]")
+        if int(self.curriculum_oversample) < 1:
+            raise ValueError(f"curriculum_oversample must be >= 1, got {self.curriculum_oversample!r}")
         if not 0 < self.curriculum_threshold <= 1:
             raise ValueError("curriculum_threshold must be in (0, 1]")
         self.model_config()

@@ -138,6 +138,7 @@ def train_step(t: Trainer) -> dict[str, float]:
         t.rng,
         per,
         t.curriculum.max_difficulty,
+        oversample=cfg.curriculum_oversample,
         with_difficulty=task.difficulty_from_question or t.curriculum.mode == "difficulty",
         kinds=task.episode_kinds if cfg.question_kinds == "all" else None,
     )

@@ -88,6 +88,7 @@ def train_step(t: Trainer, expert: Callable[[np.ndarray], ExpertProgram] | None 
         t.rng,
         cfg.questions_per_context,
         t.curriculum.max_difficulty,
+        oversample=cfg.curriculum_oversample,
         with_difficulty=task.difficulty_from_question,
         kinds=task.episode_kinds if cfg.question_kinds == "all" else None,
     )

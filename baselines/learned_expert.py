@@ -83,7 +83,7 @@ class LearnedHConfig(IAConfig):
     expert_successor: bool = True  # H' can point at a number and output its successor (see above)
 
     # settings added after results were published, with the value they had before (see TrainConfig)
-    BEFORE_ADDED: ClassVar[dict[str, Any]] = {"expert_successor": False}
+    BEFORE_ADDED: ClassVar[dict[str, Any]] = {**IAConfig.BEFORE_ADDED, "expert_successor": False}
 
     def validate(self) -> None:
         super().validate()
@@ -327,6 +327,7 @@ class LearnedExpert:
                     t.rng,
                     q_per,
                     t.curriculum.max_difficulty,
+                    oversample=cfg.curriculum_oversample,
                     with_difficulty=task.difficulty_from_question,
                     kinds=task.episode_kinds if cfg.question_kinds == "all" else None,
                 )

@@ -27,7 +27,7 @@ def train_step(t: Trainer) -> dict[str, float]:
     cfg, task = t.cfg, t.train_task()
     ctx = task.generate(t.rng, cfg.batch_contexts)
     idx, q, difficulty, hardest = draw_questions(
-        task, ctx, t.rng, cfg.questions_per_context, t.curriculum.max_difficulty
+        task, ctx, t.rng, cfg.questions_per_context, t.curriculum.max_difficulty, cfg.curriculum_oversample
     )
     labels = task.ground_truth(ctx, idx, q)[:, 0]
     t.count("ground_truth_labels", len(labels))
