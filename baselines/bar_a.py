@@ -5,8 +5,8 @@ fixed test set against the bar (over 90%; the budget must run in under 2 minutes
 
     python -m baselines.bar_a --seeds 0 1 2      # one line per method and seed, then a summary
 
-The configurations are `BAR_A` (once they pass, the bar's test in the default suite is to train
-the same ones); the step budget is what makes a run reproducible, the wall time is measured
+The configurations are `BAR_A` (the bar's test in the default suite trains the same ones, on
+one seed each); the step budget is what makes a run reproducible, the wall time is measured
 alongside. Run it alone: other work on the CPU changes the seconds, not the accuracies.
 """
 
@@ -26,9 +26,13 @@ from baselines.supervised import SupervisedConfig
 BAR = 0.90
 MAX_SECONDS = 120.0
 # the configurations the bar is judged on (everything else: the method's defaults)
+# IA advances its difficulty curriculum at 70% agreement, not the default 85% (the paper's):
+# measured over seeds 0-2 at 900 steps, 86.7/98.9/95.8% against 85.0/98.3/81.0%.
 BAR_A: dict[str, TrainConfig] = {
-    "supervised": SupervisedConfig(task="PermutationPower", size=8, steps=1300, threads=2, eval_every=100),
-    "ia": IAConfig(task="PermutationPower", size=8, steps=900, threads=2, eval_every=100),
+    "supervised": SupervisedConfig(task="PermutationPower", size=8, steps=800, threads=2, eval_every=100),
+    "ia": IAConfig(
+        task="PermutationPower", size=8, steps=900, threads=2, eval_every=100, curriculum_threshold=0.7
+    ),
 }
 
 

@@ -327,8 +327,11 @@ def amplify_transcripts(
         program = (task.expert if expert is None else expert)(questions)
         asked, sub = next(program)
         while True:
-            sub_t = torch.from_numpy(sub.reshape(b, q_per, -1))
-            learned = choose(model.decode(memory, facts, sub_t), rng, temperature).reshape(-1, 1)
+            if (asked & ~task.is_simple(sub)).any():
+                sub_t = torch.from_numpy(sub.reshape(b, q_per, -1))
+                learned = choose(model.decode(memory, facts, sub_t), rng, temperature).reshape(-1, 1)
+            else:  # every subquestion asked is a lookup: X has nothing to answer
+                learned = np.full((m, 1), UNKNOWN, np.int64)
             answers = task.answer_subquestions(ctx, ctx_idx, sub, rng, learned=learned)
             rows = np.flatnonzero(asked)
             if len(rows) and num_sub[rows].max() >= s:
