@@ -196,7 +196,7 @@ def draw_questions(
     rng: np.random.Generator,
     per_context: int,
     max_difficulty: int | None = None,
-    oversample: int = 16,
+    oversample: int = TrainConfig.curriculum_oversample,
     with_difficulty: bool = True,
     kinds: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
