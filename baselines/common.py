@@ -21,7 +21,7 @@ from baselines.model import Answerer, ModelConfig
 EVAL_SEED = 1810_08575  # the held-out test set's seed (the paper's arXiv number), never trained on
 
 
-CURRICULA = ("auto", "difficulty", "size", "none")
+CURRICULA = ("auto", "difficulty", "size", "both", "none")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -52,11 +52,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     model: str = "small"  # ModelConfig preset
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    # "difficulty", "size" (the paper's), "none", or "auto": difficulty where the task's
-    # difficulty is read off the question alone, else size
+    # "difficulty", "size" (the paper's), "both" (difficulty levels, then size), "none", or
+    # "auto": difficulty where the task's difficulty is read off the question alone, else size
     curriculum: str = "auto"
     curriculum_start: int = 1  # first difficulty level (questions of difficulty <= level)
-    curriculum_start_size: int = 4  # "size": contexts start this large and grow by one
+    curriculum_start_size: int = 4  # "size", "both": contexts start this large and grow by one
     curriculum_threshold: float = 0.85  # advance when agreement on the newest level exceeds it
     curriculum_min_steps: int = 25  # ...and at least this many steps were spent on it
     # "difficulty": candidates drawn per question slot, the easiest kept. At 16, permutation
@@ -92,7 +92,7 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.curriculum not in CURRICULA:
             raise ValueError(f"curriculum must be one of {list(CURRICULA)}, got {self.curriculum!r}")
-        if self.curriculum == "size" and not 2 <= self.curriculum_start_size <= self.size:
+        if self.curriculum in ("size", "both") and not 2 <= self.curriculum_start_size <= self.size:
             raise ValueError(f"curriculum_start_size must be in [2, size={self.size}]")
         if int(self.curriculum_oversample) < 1:
             raise ValueError(f"curriculum_oversample must be >= 1, got {self.curriculum_oversample!r}")
@@ -132,13 +132,18 @@ class Curriculum:
       difficulty seen so far, questions are drawn unrestricted.
     * "size" (the paper's): contexts of `size` elements, growing by one up to the run's size
       whenever the running agreement on all questions exceeds the threshold.
+    * "both": "difficulty" at the start size, then "size" once questions are unrestricted (a
+      larger context's harder questions, where a task has them, bring the difficulty cap back).
+      For tasks whose hard questions cannot be learned at once at any size (permutation
+      powering: the size curriculum alone stayed at chance, drawing every k from the start).
     * "none": the run's size, unrestricted questions.
     """
 
     def __init__(self, cfg: TrainConfig, task: Task) -> None:
         self.mode = cfg.curriculum_mode(task)
         self.level = cfg.curriculum_start
-        self.size = min(cfg.curriculum_start_size, cfg.size) if self.mode == "size" else cfg.size
+        grows = self.mode in ("size", "both")
+        self.size = min(cfg.curriculum_start_size, cfg.size) if grows else cfg.size
         self.final_size = cfg.size
         self.threshold = cfg.curriculum_threshold
         self.min_steps = cfg.curriculum_min_steps
@@ -149,24 +154,31 @@ class Curriculum:
     @property
     def max_difficulty(self) -> int | None:
         """The difficulty cap for the next batch (None: unrestricted)."""
-        if self.mode != "difficulty" or (0 <= self.max_seen <= self.level):
+        if not self.uses_difficulty or (0 <= self.max_seen <= self.level):
             return None
         return self.level
+
+    @property
+    def uses_difficulty(self) -> bool:
+        """Whether questions are capped by difficulty (so it must be computed for every batch)."""
+        return self.mode in ("difficulty", "both")
 
     @property
     def growing(self) -> bool:
         return self.max_difficulty is not None or self.size < self.final_size
 
     def describe(self) -> str:
+        level = "all" if self.max_difficulty is None else str(self.level)
         if self.mode == "size":
             return f"n={self.size}"
-        return "all" if self.max_difficulty is None else str(self.level)
+        return f"n={self.size} {level}" if self.mode == "both" else level
 
     def update(self, agree: np.ndarray, difficulty: np.ndarray, hardest_drawn: int = 0) -> None:
-        """`difficulty` of the batch's questions (only read in "difficulty" mode) and the hardest
+        """`difficulty` of the batch's questions (only read while questions are capped by it) and the hardest
         difficulty among all candidates drawn for it (see `draw_questions`)."""
         self.max_seen = max(self.max_seen, hardest_drawn)
-        if self.mode == "difficulty":
+        capped = self.max_difficulty is not None
+        if self.mode == "difficulty" or capped:
             watched = difficulty == min(self.level, int(difficulty.max(initial=0)))
         else:
             watched = np.ones(len(agree), dtype=bool)
@@ -174,7 +186,7 @@ class Curriculum:
             self.agreement = 0.9 * self.agreement + 0.1 * float(agree[watched].mean())
         self.steps_at_level += 1
         if self.growing and self.steps_at_level >= self.min_steps and self.agreement > self.threshold:
-            if self.mode == "size":
+            if self.mode == "size" or (self.mode == "both" and not capped):
                 self.size += 1
             else:
                 self.level += 1

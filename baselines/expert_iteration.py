@@ -139,7 +139,7 @@ def train_step(t: Trainer) -> dict[str, float]:
         per,
         t.curriculum.max_difficulty,
         oversample=cfg.curriculum_oversample,
-        with_difficulty=task.difficulty_from_question or t.curriculum.mode == "difficulty",
+        with_difficulty=task.difficulty_from_question or t.curriculum.uses_difficulty,
         kinds=task.episode_kinds if cfg.question_kinds == "all" else None,
     )
     targets, has_target, amplified_correct = search(t, ctx, idx, q)

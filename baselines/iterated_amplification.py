@@ -61,10 +61,10 @@ def setup(t: Trainer) -> None:
     assert isinstance(cfg, IAConfig)
     if cfg.question_kinds not in ("all", "main"):
         raise ValueError(f"question_kinds must be 'all' or 'main', got {cfg.question_kinds!r}")
-    if t.curriculum.mode == "difficulty" and not task.difficulty_from_question:
+    if t.curriculum.uses_difficulty and not task.difficulty_from_question:
         raise ValueError(
             f"{task.name}'s difficulty classes are computed from the context (they reveal part of "
-            "the answer), so IA cannot use a difficulty curriculum here: use --curriculum size"
+            "the answer), so IA cannot use a difficulty curriculum (nor `both`) here: use --curriculum size"
         )
     t.extra["target"] = EMAModel(t.model, cfg.ema_horizon)
     t.extra["buffer"] = ReplayBuffer(

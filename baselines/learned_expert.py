@@ -467,12 +467,11 @@ def setup(t: Trainer) -> None:
     assert isinstance(cfg, LearnedHConfig)
     iterated_amplification.setup(t)  # X' and the replay buffer, as in IA with H
     c = t.curriculum
-    if c.mode == "difficulty":
-        levels = t.task.num_difficulties - c.level
-    elif c.mode == "size":
-        levels = c.final_size - c.size + 1
-    else:
-        levels = 1
+    levels = 1
+    if c.uses_difficulty:
+        levels += t.task.num_difficulties - c.level - 1
+    if c.mode in ("size", "both"):
+        levels += c.final_size - c.size
     learned = LearnedExpert(cfg, t.task, levels)
     t.extra["expert"] = learned
     t.reports["expert"] = learned.report

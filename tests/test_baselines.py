@@ -14,7 +14,7 @@ import amp_envs  # noqa: F401  (registers the envs)
 from amp_envs.expert import ExpertPolicy
 from amp_envs.tasks import TASKS, make_task
 from baselines.cli import main as amp_main
-from baselines.common import EvalSet, ModelAnswerer, amplify, build_model
+from baselines.common import Curriculum, EvalSet, ModelAnswerer, amplify, build_model
 from baselines.iterated_amplification import IAConfig
 from baselines.methods import train
 from baselines.supervised import SupervisedConfig
@@ -228,11 +228,10 @@ def test_runs_with_different_settings_never_share_a_folder(tmp_path):
         train("ia", tiny(IAConfig), runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
 
 
-def test_ia_refuses_a_difficulty_curriculum_that_would_leak_answers(tmp_path):
+@pytest.mark.parametrize("curriculum", ["difficulty", "both"])
+def test_ia_refuses_a_difficulty_curriculum_that_would_leak_answers(tmp_path, curriculum):
     with pytest.raises(ValueError, match="curriculum size"):
-        train(
-            "ia", tiny(IAConfig, task="ShortestPath", curriculum="difficulty"), runs_dir=tmp_path, quiet=True
-        )
+        train("ia", tiny(IAConfig, task="ShortestPath", curriculum=curriculum), runs_dir=tmp_path, quiet=True)
 
 
 @pytest.mark.parametrize("name", ["ShortestPath", "UnionFind", "SequentialAssignment"])
@@ -316,6 +315,20 @@ def test_size_curriculum_grows_the_contexts(tmp_path, method, cls):
     assert [row["curriculum_size"] for row in trainer.run.curve] == [6, 6]
     sizes = {len(t.vocab) for t in trainer._tasks_by_size.values()}
     assert len(trainer._tasks_by_size) == 4 and len(sizes) == 1  # one vocabulary for every size
+
+
+def test_curriculum_both_masters_every_difficulty_level_before_it_grows_the_context():
+    cfg = tiny(IAConfig, size=6, curriculum="both", curriculum_start_size=3, curriculum_min_steps=1)
+    curriculum = Curriculum(cfg, make_task("PermutationPower", 6))
+    seen = []
+    while curriculum.growing:
+        seen.append((curriculum.size, curriculum.max_difficulty))
+        difficulty = np.full(8, curriculum.level)
+        curriculum.update(np.ones(8, dtype=bool), difficulty, hardest_drawn=5)
+    # difficulty levels 1..4 at size 3 (5 is the hardest drawn: then uncapped), then sizes 3..5
+    assert list(dict.fromkeys(seen)) == [(3, 1), (3, 2), (3, 3), (3, 4), (3, None), (4, None), (5, None)]
+    assert curriculum.size == 6 and curriculum.max_difficulty is None
+    assert curriculum.describe() == "n=6 all"
 
 
 def test_ia_trains_on_every_kind_of_question_h_asks(tmp_path):
