@@ -364,6 +364,46 @@ def test_the_bar_a_benchmark_reports_each_method_and_seed(monkeypatch, capsys):
     assert "supervised: bar met on" in out and "ia seed 1:" in out
 
 
+def test_bar_b_verdict_needs_both_methods_at_99_percent_in_time_and_ia_within_1_5x_the_steps():
+    from baselines.bar_b import verdict
+
+    def run(step, seconds):
+        return {"steps_to": {"99": None if step is None else {"step": step, "wall_seconds": seconds}}}
+
+    assert verdict(run(1000, 300), run(1500, 1100))["met"]
+    assert verdict(run(1000, 300), run(1500, 1100))["step_ratio"] == 1.5
+    assert not verdict(run(1000, 300), run(1501, 600))["met"]  # too many steps
+    assert not verdict(run(1000, 300), run(1200, 1201))["met"]  # too late
+    assert not verdict(run(None, 0), run(1200, 600))["met"]  # supervised never got there
+    assert not verdict(run(1000, 300), None)["met"]  # no IA result
+
+
+def test_the_bar_b_report_reads_the_runs_it_names(tmp_path, capsys):
+    """The report looks up each method's default size-16 run by its name; a tiny run's result
+    file stands in for union find's supervised run here."""
+    import shutil
+
+    from baselines.bar_b import main, specs
+
+    trainer = train(
+        "supervised", tiny(SupervisedConfig, task="UnionFind"), runs_dir=tmp_path, results_dir=tmp_path
+    )
+    named = next(s for s in specs(0, tmp_path, tmp_path, 1) if s.name.startswith("UnionFind-n16-supervised"))
+    shutil.copy(trainer.result_path, named.result_path)
+    rows = main(["--results-dir", str(tmp_path)])
+    assert [r["task"] for r in rows] == [
+        "PermutationPower",
+        "SequentialAssignment",
+        "ShortestPath",
+        "UnionFind",
+        "WildcardSearch",
+    ]
+    assert not any(r["met"] for r in rows)
+    out = capsys.readouterr().out
+    assert out.count("no result file") == 9 and "never 99% (final" in out
+    assert "bar B met on 0 of 5 tasks" in out
+
+
 def test_bar_a_supervised_and_ia_pass_90_percent_on_permutation_powering(tmp_path):
     """Issue 3's bar A: each method's `BAR_A` configuration (permutation powering, size 8, a fixed
     step budget that runs in under 2 minutes on 2 cores) beats 90% on the fixed test set. The
