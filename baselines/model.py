@@ -147,6 +147,15 @@ def token_matches(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return same.flatten(3).float() * MATCH_SCALE
 
 
+def trim_padding(facts: torch.Tensor) -> torch.Tensor:
+    """facts (B, F, Lf) without the trailing fact slots that are padding in every context of the
+    batch. X has no positions and masks padding, so its answers do not change; a small context
+    held in a large one's shapes (the size curriculum: size 8 in size 64's 64 slots) then costs
+    what its own facts cost."""
+    real = (facts != 0).any(-1).any(0).nonzero()
+    return facts[:, : int(real.max()) + 1] if len(real) else facts[:, :1]
+
+
 def mix_relations(
     match: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor, empty: torch.Tensor
 ) -> torch.Tensor:
@@ -235,7 +244,9 @@ class Answerer(nn.Module):
 
     def encode(self, facts: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Fact states (B, F, d), fact mask (B, F), pointer keys (B, F * Lf, d) and, with
-        doubling, the maps (B, levels, F, F): fact -> fact of link^(2^l)."""
+        doubling, the maps (B, levels, F, F): fact -> fact of link^(2^l). F is after
+        `trim_padding`."""
+        facts = trim_padding(facts)
         b, f, lf = facts.shape
         tokens = self.embed(facts) + self.fact_role  # (B, F, Lf, d)
         mask = (facts != 0).any(-1)
@@ -268,6 +279,7 @@ class Answerer(nn.Module):
     ) -> torch.Tensor:
         """Log-probabilities (B, Q, vocab) of the answers to questions (B, Q, Lq)."""
         states, mask, keys, maps = memory
+        facts = trim_padding(facts)
         b, q, _ = questions.shape
         f, lf = facts.shape[1:]
         fact_tokens = facts.reshape(b, -1)

@@ -27,6 +27,23 @@ def tiny(cls, **overrides):
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
+def test_padding_fact_slots_do_not_change_the_answers(name):
+    """A size-6 context in size 16's shapes (the size curriculum) is answered as in its own: X
+    trims the slots that are padding everywhere, and masks the rest."""
+    task = make_task(name, 6, max_size=16)
+    model = build_model(tiny(SupervisedConfig, task=name), task)
+    ctx = task.generate(np.random.default_rng(0), 3)
+    q = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=np.repeat(np.arange(3), 5))
+    facts, questions = torch.from_numpy(ctx.facts), torch.from_numpy(q.reshape(3, 5, -1))
+    real = int((facts != 0).any(-1).sum(-1).max())
+    assert facts.shape[1] > real  # the shapes are size 16's
+    more = torch.cat([facts, torch.zeros_like(facts)], dim=1)
+    with torch.no_grad():
+        answers = [model(f, questions) for f in (facts[:, :real], facts, more)]
+    assert all(torch.allclose(answers[0], a, atol=1e-5) for a in answers[1:])
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
 def test_model_gives_a_distribution_over_the_vocabulary(name):
     task = make_task(name, 8)
     model = build_model(tiny(SupervisedConfig, task=name), task)
