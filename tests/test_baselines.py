@@ -43,6 +43,13 @@ def test_padding_fact_slots_do_not_change_the_answers(name):
     assert all(torch.allclose(answers[0], a, atol=1e-5) for a in answers[1:])
 
 
+def test_the_padding_benchmark_times_both_shapes(capsys):
+    from baselines.bench_padding import main
+
+    ratio = main(["--size", "4", "--max-size", "16", "--repeats", "1"])
+    assert ratio > 0 and "padded / native" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_model_gives_a_distribution_over_the_vocabulary(name):
     task = make_task(name, 8)
