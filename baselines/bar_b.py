@@ -68,7 +68,7 @@ def describe(result: dict[str, Any] | None, hit: dict[str, Any] | None) -> str:
         return "no result file"
     final = f"final {100 * result['final']['accuracy']:.1f}% after {result['steps']:,} steps"
     if hit is None:
-        best = max(row["accuracy"] for row in result["curve"])
+        best = max((row["accuracy"] for row in result["curve"]), default=result["final"]["accuracy"])
         return f"never 99% (best {100 * best:.1f}%, {final})"
     return f"99% at step {hit['step']:,}, {hit['wall_seconds'] / 60:.1f} min ({final})"
 

@@ -19,6 +19,7 @@ import torch
 
 from amp_envs.tasks import make_task
 from baselines.common import TrainConfig, build_model
+from baselines.model import trim_padding
 
 
 def seconds_per_step(model: torch.nn.Module, facts: torch.Tensor, questions: torch.Tensor) -> float:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> float:
     ctx = padded_task.generate(np.random.default_rng(0), 32)
     q = padded_task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=np.repeat(np.arange(32), 32))
     padded = torch.from_numpy(ctx.facts)
-    native = padded[:, : int((padded != 0).any(-1).sum(-1).max())]
+    native = trim_padding(padded)  # the same contexts in their own fact slots
     questions = torch.from_numpy(q.reshape(32, 32, -1))
     # interleaved, the fastest of each: other work on the machine slows both alike
     seconds_per_step(model, native, questions)  # warm-up

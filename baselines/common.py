@@ -142,8 +142,7 @@ class Curriculum:
     def __init__(self, cfg: TrainConfig, task: Task) -> None:
         self.mode = cfg.curriculum_mode(task)
         self.level = cfg.curriculum_start
-        grows = self.mode in ("size", "both")
-        self.size = min(cfg.curriculum_start_size, cfg.size) if grows else cfg.size
+        self.size = min(cfg.curriculum_start_size, cfg.size) if self.grows_size else cfg.size
         self.final_size = cfg.size
         self.threshold = cfg.curriculum_threshold
         self.min_steps = cfg.curriculum_min_steps
@@ -162,6 +161,11 @@ class Curriculum:
     def uses_difficulty(self) -> bool:
         """Whether questions are capped by difficulty (so it must be computed for every batch)."""
         return self.mode in ("difficulty", "both")
+
+    @property
+    def grows_size(self) -> bool:
+        """Whether contexts start small and grow to the run's size."""
+        return self.mode in ("size", "both")
 
     @property
     def growing(self) -> bool:

@@ -470,7 +470,7 @@ def setup(t: Trainer) -> None:
     levels = 1
     if c.uses_difficulty:
         levels += t.task.num_difficulties - c.level - 1
-    if c.mode in ("size", "both"):
+    if c.grows_size:
         levels += c.final_size - c.size
     learned = LearnedExpert(cfg, t.task, levels)
     t.extra["expert"] = learned
