@@ -52,14 +52,29 @@ class RunSpec:
         return Path(self.results_dir) / f"{self.name}.json"
 
     def status(self) -> str:
-        """ "done" (complete result file), "resume" (interrupted: continue it) or "new"."""
+        """ "done" (complete result file), "resume" (interrupted, or finished on a smaller budget
+        than asked now: continue it from its checkpoint) or "new" (train from scratch; a result
+        of a smaller budget whose checkpoint is gone is then replaced)."""
         if self.result_path.exists():
             try:
-                if not load_result(self.result_path)["partial"]:
+                result = load_result(self.result_path)
+                if not result["partial"] and not self.asks_more_than(result):
                     return "done"
             except ResultError:
                 pass  # a broken file: train again (resuming if there is a checkpoint)
         return "resume" if (Path(self.runs_dir) / self.name / "checkpoint.pt").exists() else "new"
+
+    def asks_more_than(self, result: dict[str, Any]) -> bool:
+        """Whether this spec's budget is larger than the one `result` stopped on (a run's name
+        does not depend on its budget, so `--max-minutes 20` extends a 3-minute run)."""
+        cfg, done = self.config(), result["config"]
+        if result["stop_reason"] == "steps":
+            return cfg.steps > done["steps"]
+        if result["stop_reason"] == "time":
+            return cfg.steps > result["steps"] and (
+                cfg.max_minutes == 0 or cfg.max_minutes > done["max_minutes"]
+            )
+        return False
 
 
 def grid(
@@ -72,15 +87,21 @@ def grid(
     results_dir: str | Path | None = None,
     plugins: Iterable[str] = (),
 ) -> list[RunSpec]:
-    """The runs of a grid, seed by seed. `settings` (e.g. max_minutes, steps, eval_every) go to every method
-    whose config has that field. Results go to `results_dir` (default leaderboard/results)."""
+    """The runs of a grid, seed by seed. `settings` (e.g. max_minutes, steps, eval_every) go to
+    every method whose config has that field; one that no method has is an error. Results go to
+    `results_dir` (default leaderboard/results)."""
     results_dir = baselines.run.RESULTS_DIR if results_dir is None else results_dir
+    methods, settings = list(methods), settings or {}
+    known = set().union(*({f.name for f in dataclasses.fields(get_method(m).config)} for m in methods))
+    unknown = sorted(set(settings) - known)
+    if unknown:  # a typo would otherwise change nothing, and the run be skipped as done
+        raise ValueError(f"setting(s) {unknown} belong to none of the methods {methods}")
     specs = []
     # seed-major: a grid cut short has every (size, task, method) cell at one seed before any
     # cell gets its next seed
     for seed, size, task, method in itertools.product(seeds, sizes, tasks, methods):
         names = {f.name for f in dataclasses.fields(get_method(method).config)}
-        extra = {k: v for k, v in (settings or {}).items() if k in names}
+        extra = {k: v for k, v in settings.items() if k in names}
         values = {**extra, "task": task, "size": int(size), "seed": int(seed)}
         specs.append(RunSpec(method, values, str(runs_dir), str(results_dir), tuple(plugins)))
     return specs

@@ -245,6 +245,27 @@ def test_bench_runs_a_grid_in_processes_skips_what_is_done_and_resumes(tmp_path)
     summary = grid.run_one(spec)
     assert summary["ok"] and summary["steps"] == 6 and spec.status() == "done"
 
+    # a larger budget than a finished run stopped on continues it (its name has no budget in it)
+    longer = grid.RunSpec("supervised", {**spec.settings, "steps": 8}, spec.runs_dir, spec.results_dir)
+    assert longer.name == spec.name and longer.status() == "resume" and spec.status() == "done"
+    assert grid.run_one(longer)["steps"] == 8 and longer.status() == "done"
+    assert load_result(longer.result_path)["steps"] == 8
+
+
+def test_bench_extends_a_run_that_ran_out_of_time_only_when_given_more(tmp_path):
+    spec = tiny_grid(tmp_path, ["ia"])[0]
+    result = {"stop_reason": "time", "steps": 3, "config": {"steps": 4, "max_minutes": 3.0}}
+    for minutes, more in ((3.0, False), (2.0, False), (20.0, True), (0.0, True)):
+        longer = grid.RunSpec("ia", {**spec.settings, "max_minutes": minutes})
+        assert longer.asks_more_than(result) == more, minutes
+    interrupted = {**result, "stop_reason": "interrupted"}  # a partial result: resumed anyway
+    assert not grid.RunSpec("ia", {**spec.settings, "max_minutes": 20.0}).asks_more_than(interrupted)
+
+
+def test_bench_refuses_a_setting_no_method_has(tmp_path):
+    with pytest.raises(ValueError, match="eval_evrey"):
+        grid.grid(["UnionFind"], ["supervised", "ia"], [6], [0], {"eval_evrey": 5}, tmp_path, tmp_path)
+
 
 def test_bench_cli_dry_run_lists_the_grid(tmp_path, capsys):
     amp_main(
