@@ -312,11 +312,38 @@ def choose(logp: torch.Tensor, rng: np.random.Generator, temperature: float = 0.
     return (lp / temperature + gumbel).argmax(-1)
 
 
+class FactsAndLookups:
+    """All that Amplify^H gets of a batch of contexts: the facts a learner sees, and the
+    environment's answers to subquestions, in which every question that is not simple gets the
+    learner's answer (`learned` is required). It keeps no answer table and no way to call
+    `ground_truth`, so targets built through it cannot depend on the true answers: this is what
+    makes IA's data path blind to them by construction, not by care."""
+
+    def __init__(self, task: Task, ctx: Contexts) -> None:
+        self.facts = ctx.facts
+
+        def answer(ctx_idx: np.ndarray, questions: np.ndarray, rng: np.random.Generator, learned: np.ndarray):
+            return task.answer_subquestions(ctx, ctx_idx, questions, rng, learned=learned)
+
+        self._answer = answer
+
+    def __len__(self) -> int:
+        return len(self.facts)
+
+    def answer(
+        self, ctx_idx: np.ndarray, questions: np.ndarray, rng: np.random.Generator, learned: np.ndarray
+    ) -> np.ndarray:
+        """(M, La): simple questions read off one fact, malformed ones `?`, the rest `learned`."""
+        if learned is None or len(learned) != len(questions):
+            raise ValueError("FactsAndLookups.answer needs the learner's answer (M, La) for every question")
+        return self._answer(ctx_idx, questions, rng, learned)
+
+
 @torch.no_grad()
 def amplify_transcripts(
     task: Task,
     model: Answerer,
-    ctx: Contexts,
+    view: FactsAndLookups,
     questions: np.ndarray,
     rng: np.random.Generator,
     expert: Callable[[np.ndarray], ExpertProgram] | None = None,
@@ -326,13 +353,16 @@ def amplify_transcripts(
     in here) decomposes each question; simple subquestions are read off the context, the others
     are answered by `model`. Questions are (B * Q, Lq), Q per context in order.
 
-    Never reads the ground truth: the expert sees only questions and answers, and
-    `answer_subquestions` is given the learner's answers."""
-    b = len(ctx)
+    Never reads the ground truth: the expert sees only questions and answers, and the contexts
+    are seen only through `view` (see `FactsAndLookups`)."""
+    if not isinstance(view, FactsAndLookups):
+        got = type(view).__name__
+        raise TypeError(f"amplify reads contexts through FactsAndLookups(task, ctx), got {got}")
+    b = len(view)
     q_per = len(questions) // b
     m, s = len(questions), task.max_subquestions
     ctx_idx = np.repeat(np.arange(b), q_per)
-    facts = torch.from_numpy(ctx.facts)
+    facts = torch.from_numpy(view.facts)
     sub_questions = np.zeros((m, s, task.question_len), np.int64)
     sub_answers = np.zeros((m, s, task.answer_len), np.int64)
     num_sub = np.zeros(m, np.int64)
@@ -348,7 +378,7 @@ def amplify_transcripts(
                 learned = choose(model.decode(memory, facts, sub_t), rng, temperature).reshape(-1, 1)
             else:  # every subquestion asked is a lookup: X has nothing to answer
                 learned = np.full((m, 1), UNKNOWN, np.int64)
-            answers = task.answer_subquestions(ctx, ctx_idx, sub, rng, learned=learned)
+            answers = view.answer(ctx_idx, sub, rng, learned)
             rows = np.flatnonzero(asked)
             if len(rows) and num_sub[rows].max() >= s:
                 raise RuntimeError(f"{task.name}: the expert asked more than {s} subquestions")
@@ -366,7 +396,7 @@ def amplify_transcripts(
 def amplify(
     task: Task,
     model: Answerer,
-    ctx: Contexts,
+    view: FactsAndLookups,
     questions: np.ndarray,
     rng: np.random.Generator,
     expert: Callable[[np.ndarray], ExpertProgram] | None = None,
@@ -375,7 +405,7 @@ def amplify(
     """Amplify^H(X) (see `amplify_transcripts`): the answers (B * Q,) and the number of
     subquestions asked. With `temperature` > 0 the model's subanswers are sampled (Expert
     Iteration searches over these)."""
-    t = amplify_transcripts(task, model, ctx, questions, rng, expert, temperature)
+    t = amplify_transcripts(task, model, view, questions, rng, expert, temperature)
     return t.answers.reshape(-1), int(t.num_sub.sum())
 
 

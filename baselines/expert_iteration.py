@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from amp_envs.tasks import Contexts, Task
-from baselines.common import ReplayBuffer, TrainConfig, amplify, choose, draw_questions
+from baselines.common import FactsAndLookups, ReplayBuffer, TrainConfig, amplify, choose, draw_questions
 from baselines.trainer import Trainer
 
 
@@ -63,7 +63,7 @@ def search(
     cfg, task, model = t.cfg, t.train_task(), t.model
     assert isinstance(cfg, ExItConfig)
     b, m = len(ctx), len(q)
-    greedy, asked = amplify(task, model, ctx, q, t.rng)
+    greedy, asked = amplify(task, model, FactsAndLookups(task, ctx), q, t.rng)
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -79,9 +79,8 @@ def search(
         if cfg.amplify_samples:  # each unsolved question k times, one per (repeated) context
             k = cfg.amplify_samples
             rows = np.repeat(idx[u], k)
-            sampled, more = amplify(
-                task, model, ctx.take(rows), np.repeat(q[u], k, axis=0), t.rng, temperature=cfg.temperature
-            )
+            view, repeated = FactsAndLookups(task, ctx.take(rows)), np.repeat(q[u], k, axis=0)
+            sampled, more = amplify(task, model, view, repeated, t.rng, temperature=cfg.temperature)
             columns.append(sampled.reshape(len(u), k))
             asked += more
         if cfg.direct_samples:

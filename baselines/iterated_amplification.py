@@ -4,7 +4,8 @@ Targets are Amplify^H(X'): H decomposes each training question, simple subquesti
 the context, and every other subquestion is answered by X', a slowly moving copy of X (an
 exponential moving average of its weights). X is trained on these amplified answers, drawn from a
 replay buffer that data generation keeps filling. No ground-truth answer is ever read:
-`baselines.common.amplify` only sees H, the facts through H's lookups, and the model.
+`baselines.common.amplify` only sees H, the model, and the contexts through `FactsAndLookups`
+(the facts, and answers to simple subquestions), which holds no way to the true answers.
 As X gets the easy questions right, the amplified answers to harder questions built from them
 become right, and X learns those; the difficulty curriculum paces this.
 """
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from amp_envs.tasks.base import ExpertProgram
-from baselines.common import ReplayBuffer, TrainConfig, amplify, draw_questions
+from baselines.common import FactsAndLookups, ReplayBuffer, TrainConfig, amplify, draw_questions
 from baselines.trainer import Trainer
 
 
@@ -92,7 +93,7 @@ def train_step(t: Trainer, expert: Callable[[np.ndarray], ExpertProgram] | None 
         with_difficulty=task.difficulty_from_question,
         kinds=task.episode_kinds if cfg.question_kinds == "all" else None,
     )
-    answers, asked = amplify(task, target.model, ctx, q, t.rng, expert)
+    answers, asked = amplify(task, target.model, FactsAndLookups(task, ctx), q, t.rng, expert)
     t.count("amplified_questions", len(q))
     t.count("expert_subquestions" if expert is None else "learned_expert_subquestions", asked)
     per = cfg.questions_per_context

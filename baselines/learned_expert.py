@@ -57,7 +57,7 @@ from torch import nn
 from amp_envs.tasks import Task
 from amp_envs.tasks.base import PAD, UNKNOWN, ExpertProgram, Transcripts
 from baselines import iterated_amplification
-from baselines.common import EVAL_SEED, amplify_transcripts, draw_questions
+from baselines.common import EVAL_SEED, FactsAndLookups, amplify_transcripts, draw_questions
 from baselines.iterated_amplification import IAConfig
 from baselines.model import MATCH_SCALE, Answerer, Block, ModelConfig, Pointer, copy_mixture, token_matches
 from baselines.trainer import Trainer
@@ -332,7 +332,8 @@ class LearnedExpert:
                     kinds=task.episode_kinds if cfg.question_kinds == "all" else None,
                 )
                 at = self.budget.used
-                transcripts = amplify_transcripts(task, target, ctx, q, t.rng, self.budget.expert(task))
+                view = FactsAndLookups(task, ctx)
+                transcripts = amplify_transcripts(task, target, view, q, t.rng, self.budget.expert(task))
                 self.records[at : self.budget.used] = to_records(task, transcripts)
                 self.num_sub[at : self.budget.used] = transcripts.num_sub
                 self.final[at : self.budget.used] = transcripts.answers[:, 0]

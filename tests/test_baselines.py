@@ -14,7 +14,7 @@ import amp_envs  # noqa: F401  (registers the envs)
 from amp_envs.expert import ExpertPolicy
 from amp_envs.tasks import TASKS, make_task
 from baselines.cli import main as amp_main
-from baselines.common import Curriculum, EvalSet, ModelAnswerer, amplify, build_model
+from baselines.common import Curriculum, EvalSet, FactsAndLookups, ModelAnswerer, amplify, build_model
 from baselines.iterated_amplification import IAConfig
 from baselines.methods import train
 from baselines.supervised import SupervisedConfig
@@ -74,8 +74,34 @@ def test_amplification_never_reads_ground_truth(name, monkeypatch):
     rng = np.random.default_rng(0)
     ctx = task.generate(rng, 4)
     q = task.sample_questions(ctx, rng, ctx_idx=np.repeat(np.arange(4), 6))
-    answers, asked = amplify(task, model, ctx, q, rng)
+    answers, asked = amplify(task, model, FactsAndLookups(task, ctx), q, rng)
     assert answers.shape == (24,) and asked >= 24
+    with pytest.raises(TypeError, match="FactsAndLookups"):  # never the contexts themselves
+        amplify(task, model, ctx, q, rng)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_what_amplification_sees_of_a_context_answers_only_simple_questions(name):
+    """Through `FactsAndLookups` a question that is not simple gets the learner's answer, however
+    wrong: the view has no way to the true answer. Simple ones are read off the facts."""
+    task = make_task(name, 8)
+    rng = np.random.default_rng(0)
+    ctx = task.generate(rng, 4)
+    idx = np.repeat(np.arange(4), 8)
+    run = task.run_expert(ctx, idx, task.sample_questions(ctx, rng, ctx_idx=idx), rng)
+    rows = np.arange(len(idx))[:, None].repeat(task.max_subquestions, 1)[run.sub_questions[..., 0] != 0]
+    sub = run.sub_questions[run.sub_questions[..., 0] != 0]
+    view = FactsAndLookups(task, ctx)
+    assert view.facts is ctx.facts and not hasattr(view, "ctx") and not hasattr(view, "data")
+    garbage = rng.integers(0, len(task.vocab), (len(sub), task.answer_len))
+    answers = view.answer(idx[rows], sub, rng, learned=garbage)
+    simple = task.is_simple(sub)
+    hard = ~simple & task.is_valid(ctx, idx[rows], sub)
+    assert np.array_equal(answers[hard], garbage[hard])
+    truth = task.ground_truth(ctx, idx[rows], sub)
+    assert task.correct(ctx, idx[rows][simple], sub[simple], answers[simple], truth[simple]).all()
+    with pytest.raises(ValueError, match="learner's answer"):
+        view.answer(idx[rows], sub, rng, learned=None)
 
 
 def test_amplified_answers_are_the_experts_with_a_perfect_model():

@@ -15,7 +15,7 @@ from amp_envs.expert import ExpertPolicy
 from amp_envs.tasks import TASKS, make_task
 from baselines.cli import eval_main
 from baselines.cli import main as amp_main
-from baselines.common import amplify, build_model
+from baselines.common import FactsAndLookups, amplify, build_model
 from baselines.expert_iteration import ExItConfig, score
 from baselines.methods import train
 from baselines.results import verify
@@ -111,8 +111,9 @@ def test_sampled_amplification_is_seeded_and_greedy_is_unchanged():
     rng = np.random.default_rng(0)
     ctx = task.generate(rng, 4)
     q = task.sample_questions(ctx, rng, ctx_idx=np.repeat(np.arange(4), 8))
-    greedy = [amplify(task, model, ctx, q, np.random.default_rng(s))[0] for s in (1, 2)]
-    sampled = [amplify(task, model, ctx, q, np.random.default_rng(s), temperature=5.0)[0] for s in (1, 1, 2)]
+    view = FactsAndLookups(task, ctx)
+    greedy = [amplify(task, model, view, q, np.random.default_rng(s))[0] for s in (1, 2)]
+    sampled = [amplify(task, model, view, q, np.random.default_rng(s), temperature=5.0)[0] for s in (1, 1, 2)]
     assert np.array_equal(greedy[0], greedy[1])  # temperature 0 draws nothing random
     assert np.array_equal(sampled[0], sampled[1]) and not np.array_equal(sampled[0], sampled[2])
 

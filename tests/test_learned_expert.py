@@ -11,7 +11,7 @@ from conftest import TINY_RUN, forbid_in_training_tasks
 
 from amp_envs.tasks import TASKS, make_task
 from baselines import learned_expert
-from baselines.common import amplify_transcripts, build_model
+from baselines.common import FactsAndLookups, amplify_transcripts, build_model
 from baselines.learned_expert import DemoBudget, ExpertModel, LearnedExpert, LearnedHConfig, score, to_records
 from baselines.methods import train
 
@@ -169,7 +169,7 @@ def test_h_prime_is_causal_and_decodes_what_it_scores(name):
     learned = LearnedExpert(cfg, task, levels=1)
     learned.model = model
     x = build_model(cfg, task)
-    t = amplify_transcripts(task, x, ctx, q, rng, learned.program)
+    t = amplify_transcripts(task, x, FactsAndLookups(task, ctx), q, rng, learned.program)
     assert (t.num_sub <= task.max_subquestions).all()
     with torch.no_grad():
         _, out = score(
