@@ -243,7 +243,8 @@ def readme(rows: list[Row], plots: list[str], n_files: int) -> str:
         "* Information consumed (mean per run): **ground-truth labels** (answers read from the "
         "engine), **H demonstrations**, **H subquestions** (asked by the scripted expert), "
         "**amplified questions**, **reward queries**, **environment steps** (not counted: 0).",
-        "* **stopped**: `steps` (step budget), `time` (time budget) or `interrupted` (partial result); "
+        "* **stopped**: `steps` (step budget), `time` (time budget), `interrupted` or `error` (partial "
+        "result); "
         "**verified**: seeds whose weights `amp verify` re-evaluated within 1 point.",
         "",
     ]

@@ -474,6 +474,9 @@ def setup(t: Trainer) -> None:
     if c.grows_size:
         levels += c.final_size - c.size
     learned = LearnedExpert(cfg, t.task, levels)
+    # H's transcripts of the held-out set that H' is scored on (with true subanswers): H is
+    # called for them too, outside the demonstration budget, so the result file says how often
+    t.run.counts["held_out_expert_transcripts"] = len(learned.eval_set[1])
     t.extra["expert"] = learned
     t.reports["expert"] = learned.report
 

@@ -20,7 +20,8 @@ from baselines.common import EvalSet, TrainConfig, build_model
 from baselines.model import Answerer, ModelConfig
 
 SCHEMA_VERSION = 1
-STOP_REASONS = ("steps", "time", "interrupted")
+STOP_REASONS = ("steps", "time", "interrupted", "error")
+PARTIAL_STOP_REASONS = ("interrupted", "error")  # the run did not end on its budget
 
 # field -> the type(s) it must have; every one is required
 REQUIRED: dict[str, type | tuple[type, ...]] = {
@@ -76,9 +77,9 @@ def validate_result(result: Any, path: Path | str = "<result>") -> dict[str, Any
         _expect(_is(result[key], kind), path, f"{key} should be {_type_name(kind)}, got {result[key]!r:.60}")
     _expect(result["stop_reason"] in STOP_REASONS, path, f"stop_reason must be one of {STOP_REASONS}")
     _expect(
-        result["partial"] == (result["stop_reason"] == "interrupted"),
+        result["partial"] == (result["stop_reason"] in PARTIAL_STOP_REASONS),
         path,
-        "partial must be true exactly when stop_reason is 'interrupted'",
+        f"partial must be true exactly when stop_reason is one of {PARTIAL_STOP_REASONS}",
     )
     for key in ("task", "size", "seed"):
         _expect(

@@ -38,6 +38,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
@@ -81,11 +82,24 @@ class RLConfig(TrainConfig):
             raise ValueError(f"features must be 'tokens' or 'flat', got {self.features!r}")
         if self.curriculum != "none":
             raise ValueError("the RL methods train on the env's own question distribution: --curriculum none")
-        if not hasattr(stable_baselines3, self.algo):
-            raise ValueError(f"stable_baselines3 has no algorithm {self.algo!r}")
+        algo = getattr(stable_baselines3, self.algo, None)
+        if not (isinstance(algo, type) and issubclass(algo, OnPolicyAlgorithm)):
+            # the action space is MultiDiscrete (DQN, SAC, TD3, DDPG refuse it) and the loop
+            # trains in rollouts of `rollout_steps`: on-policy algorithms only
+            accepted = ", ".join(on_policy_algorithms())
+            raise ValueError(f"algo must be an on-policy SB3 algorithm ({accepted}), got {self.algo!r}")
         for name in ("num_envs", "rollout_steps", "minibatch", "epochs", "d_embed"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+
+def on_policy_algorithms() -> list[str]:
+    """The stable_baselines3 algorithms `--algo` accepts (those that learn from rollouts)."""
+    return sorted(
+        name
+        for name in stable_baselines3.__all__
+        if isinstance(cls := getattr(stable_baselines3, name), type) and issubclass(cls, OnPolicyAlgorithm)
+    )
 
 
 @dataclass

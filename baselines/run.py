@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from baselines.common import TrainConfig
-from baselines.results import SCHEMA_VERSION, save_weights, weights_path_for
+from baselines.results import PARTIAL_STOP_REASONS, SCHEMA_VERSION, save_weights, weights_path_for
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "leaderboard" / "results"
 
@@ -193,9 +193,10 @@ class Run:
     def write_result(
         self, final: dict[str, Any], step: int, stop_reason: str, model: torch.nn.Module | None = None
     ) -> Path:
-        """stop_reason: "steps" (the step budget was reached), "time" (`max_minutes` was), or
-        "interrupted" (Ctrl-C or SIGTERM: the result is marked partial). With `model`, its weights
-        alone go to `leaderboard/weights/<name>.pt` (what `amp verify` re-evaluates)."""
+        """stop_reason: "steps" (the step budget was reached), "time" (`max_minutes` was),
+        "interrupted" (Ctrl-C or SIGTERM) or "error" (a step raised): these two mark it partial.
+        With `model`, its weights alone go to `leaderboard/weights/<name>.pt` (what `amp verify`
+        re-evaluates)."""
         path = self.results_dir / f"{self.name}.json"
         weights = None
         if model is not None:
@@ -216,7 +217,7 @@ class Run:
             "command": " ".join(["amp", *sys.argv[1:]])
             if Path(sys.argv[0]).name == "amp"
             else " ".join(sys.argv),
-            "partial": stop_reason == "interrupted",
+            "partial": stop_reason in PARTIAL_STOP_REASONS,
             "stop_reason": stop_reason,
             "steps": step,
             "wall_seconds": round(self.wall(), 2),

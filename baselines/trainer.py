@@ -112,6 +112,14 @@ class Trainer:
             # raised inside a step: its state may be half updated, so the last checkpoint stays
             self.stop_reason, consistent = "interrupted", False
             print(f"\ninterrupted during step {self.step}: keeping the last checkpoint")
+        except Exception as error:
+            # a step that raised: say how far the run got in a partial result (its accuracy is
+            # the last evaluation's, no weights: the model may be half updated), then re-raise
+            self.stop_reason = "error"
+            print(f"\nstep {self.step + 1} raised {type(error).__name__}: writing a partial result")
+            self.run.close()
+            self.result_path = self.run.write_result(self._final(), self.step, "error")
+            raise
         if self.stop_reason == "interrupted" and consistent:
             print(f"\nstopped after step {self.step}: writing a checkpoint and a partial result")
         if not self.run.curve or self.run.curve[-1]["step"] != self.step:
@@ -119,9 +127,13 @@ class Trainer:
         if consistent:
             self.checkpoint()
         self.run.close()
+        final = self._final()
+        self.result_path = self.run.write_result(final, self.step, self.stop_reason, model=self.model)
+        return final
+
+    def _final(self) -> dict[str, Any]:
         final = {**self.last_eval, "curriculum": self.curriculum.state_dict()}
         final.update({key: report() for key, report in self.reports.items()})
-        self.result_path = self.run.write_result(final, self.step, self.stop_reason, model=self.model)
         return final
 
     def evaluate(self, metrics: dict[str, float]) -> None:
@@ -138,6 +150,7 @@ class Trainer:
                 "curriculum_size": self.curriculum.size,
                 "lr": self.schedule.get_last_lr()[0],
                 **{k: float(v) for k, v in metrics.items()},
+                "counts": dict(self.run.counts),  # information consumed so far (labels, ...)
                 "per_difficulty": {str(k): v["accuracy"] for k, v in result["per_difficulty"].items()},
             }
         )

@@ -219,6 +219,34 @@ def test_an_exception_inside_a_step_keeps_the_last_checkpoint(tmp_path):
     assert json.loads(trainer.result_path.read_text())["partial"] is True
 
 
+def test_a_step_that_raises_leaves_a_partial_result_and_a_run_that_resumes(tmp_path):
+    from baselines import supervised
+    from baselines.results import load_result
+    from baselines.trainer import Trainer
+
+    def broken(t):
+        if t.step == 7:
+            raise RuntimeError("out of memory, say")
+        return supervised.train_step(t)
+
+    trainer = Trainer(
+        "supervised", tiny(SupervisedConfig), runs_dir=tmp_path, results_dir=tmp_path, quiet=True
+    )
+    with pytest.raises(RuntimeError, match="out of memory"):  # the error is not swallowed
+        trainer.fit(broken)
+    result = load_result(trainer.result_path)
+    assert result["partial"] is True and result["stop_reason"] == "error" and result["steps"] == 7
+    assert result["weights"] is None  # the model may be half updated: nothing to verify
+    # every evaluation row says what had been consumed by then
+    labels = [row["counts"]["ground_truth_labels"] for row in result["curve"]]
+    per_step = TINY["batch_contexts"] * TINY["questions_per_context"]
+    assert labels == [row["step"] * per_step for row in result["curve"]] and labels[-1] > 0
+    resumed = train(
+        "supervised", tiny(SupervisedConfig), runs_dir=tmp_path, results_dir=tmp_path, resume=True, quiet=True
+    )
+    assert resumed.step == 12 and not load_result(resumed.result_path)["partial"]
+
+
 def test_cli_train_then_eval(tmp_path, capsys):
     amp_main(
         [
@@ -339,14 +367,29 @@ def test_learning_rate_schedules():
 def test_model_plugs_into_the_env_as_answerer():
     task = make_task("PermutationPower", 8)
     model = build_model(tiny(SupervisedConfig, task="PermutationPower", size=8), task)
-    env = gym.make("Amp/PermutationPower-v0", size=8, answerer=ModelAnswerer(model))
+    x = ModelAnswerer(model)
+    given: list[tuple[np.ndarray, np.ndarray]] = []  # (question, X's answer) as X gave them
+
+    def recorded(facts, questions):
+        answers = x(facts, questions)
+        given.extend(zip(questions.copy(), answers.copy(), strict=True))
+        return answers
+
+    env = gym.make("Amp/PermutationPower-v0", size=8, answerer=recorded)
     expert = ExpertPolicy(env)
     obs, _ = env.reset(seed=0)
+    seen = 0
     for _ in range(20):
         obs, reward, terminated, truncated, info = env.step(expert(obs))
+        assert env.observation_space.contains(obs)
+        n = int(obs["num_asked"])
+        for q, a in zip(obs["sub_questions"][:n], obs["sub_answers"][:n], strict=True):
+            if not task.is_simple(q[None])[0]:  # not a lookup: the answer the env shows is X's
+                assert any(np.array_equal(q, gq) and np.array_equal(a, ga) for gq, ga in given)
+                seen += 1
         if terminated or truncated:
             obs, _ = env.reset()
-    assert env.observation_space.contains(obs)
+    assert given and seen  # X was asked, and its answers are what the agent saw
 
 
 def test_eval_set_is_fixed():

@@ -18,7 +18,7 @@ from baselines.cli import main as amp_main
 from baselines.common import FactsAndLookups, amplify, build_model
 from baselines.expert_iteration import ExItConfig, score
 from baselines.methods import train
-from baselines.results import verify
+from baselines.results import load_result, verify
 from baselines.rl import BudgetIsFinal, RLConfig, evaluate_policy
 
 TINY_EXIT = TINY_RUN | dict(
@@ -31,7 +31,7 @@ TINY_RL = [
 
 
 def check_result_file(path, method: str, task: str) -> dict:
-    result = json.loads(path.read_text())
+    result = load_result(path)  # the schema every result file is validated against
     assert result["method"] == method and result["task"] == task and result["stop_reason"] == "steps"
     assert 0.0 <= result["final"]["accuracy"] <= 1.0
     assert result["curve"] and result["curve"][-1]["step"] == result["steps"]
@@ -178,10 +178,14 @@ def test_bad_rl_configuration_is_refused(tmp_path):
         {"setting": "oracle"},
         {"features": "pixels"},
         {"algo": "NoSuchAlgo"},
+        {"algo": "DQN"},  # off-policy: no MultiDiscrete actions, no rollouts
+        {"algo": "get_system_info"},  # in stable_baselines3, not an algorithm
         {"curriculum": "size"},
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=next(iter(bad))):
             train("ppo", RLConfig(**bad), runs_dir=tmp_path)
+    with pytest.raises(ValueError, match="A2C, PPO"):  # the message lists what is accepted
+        RLConfig(algo="SAC").validate()
 
 
 class ExpertAgent:

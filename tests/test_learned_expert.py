@@ -14,6 +14,7 @@ from baselines import learned_expert
 from baselines.common import FactsAndLookups, amplify_transcripts, build_model
 from baselines.learned_expert import DemoBudget, ExpertModel, LearnedExpert, LearnedHConfig, score, to_records
 from baselines.methods import train
+from baselines.results import load_result
 
 TINY = dict(
     **TINY_RUN,
@@ -120,13 +121,15 @@ def test_tiny_run_writes_a_valid_result_file(tmp_path, capsys):
         ]
         + ["--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
     )
-    assert "demos=" in capsys.readouterr().err  # the progress bar shows the demonstrations used
+    bar = capsys.readouterr().err  # the progress bar shows demonstrations used and H' agreement
+    assert "demos=" in bar and "h'=" in bar
     (path,) = (tmp_path / "results").glob("PermutationPower-n6-ia-learned-h-s0-*.json")
-    result = json.loads(path.read_text())
+    result = load_result(path)  # the schema every result file is validated against
     assert result["method"] == "ia-learned-h" and result["partial"] is False and result["steps"] == 12
     assert result["config"]["demos"] == 40
     expert = result["final"]["expert"]
     assert expert["demonstrations_used"] == result["counts"]["demonstrations"] <= 40
+    assert result["counts"]["held_out_expert_transcripts"] == TINY["expert_eval_questions"]
     agreement = expert["agreement_with_h"]
     for key in ("next_subquestion", "final_answer", "steps", "transcripts"):
         assert 0 <= agreement[key] <= 1
