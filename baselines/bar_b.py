@@ -3,14 +3,15 @@ each within 20 minutes; supervised learning reaches >= 99% too; and IA needs at 
 supervised's steps to get there.
 
     python -m baselines.bar_b                   # the verdict, read off the committed result files
-    python -m baselines.bar_b --train --jobs 2  # first train the runs that are missing (amp bench)
+    python -m baselines.bar_b --train --jobs 2  # first train (or extend) what is short of 20 minutes
 
 The runs are the methods' defaults at size 16, seed 0, with a 20-minute budget each (the run's
-name does not depend on the budget: a longer run of the same configuration replaces a shorter
-one). "Reaches 99%" is the first evaluation (every 100 steps, on the fixed test set) at >= 99%,
-with the wall seconds it took; the final accuracy is shown beside it, since a run can pass 99%
-and fall back. `--train` runs `--jobs` runs at a time with 2 // jobs threads each, so the
-seconds are comparable only between runs made alike (the result files record the threads).
+name does not depend on the budget: `--train` continues a shorter run of the same configuration
+from its checkpoint, or trains it again where that is gone, and the longer result replaces it).
+"Reaches 99%" is the first evaluation (every 100 steps, on the fixed test set) at >= 99%, with
+the wall seconds it took; the final accuracy is shown beside it, since a run can pass 99% and
+fall back. `--train` runs `--jobs` runs at a time with 2 // jobs threads each, so the seconds
+are comparable only between runs made alike (the result files record the threads).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results-dir", default=str(baselines.run.RESULTS_DIR))
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--train", action="store_true", help="train the missing runs first")
+    parser.add_argument("--train", action="store_true", help="train the missing or shorter runs first")
     parser.add_argument("--jobs", type=int, default=1, help="with --train: runs at a time")
     args = parser.parse_args(argv)
     runs = specs(args.seed, args.results_dir, args.runs_dir, threads=max(1, 2 // max(1, args.jobs)))
