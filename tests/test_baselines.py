@@ -26,12 +26,18 @@ def tiny(cls, **overrides):
     return cls(**{**TINY, **overrides})
 
 
+def tiny_model(task, **settings):
+    """X as a tiny run builds it, with model settings `settings`."""
+    return build_model(tiny(SupervisedConfig, task=task.name, model_overrides=settings), task)
+
+
+@pytest.mark.parametrize("registers", [0, 3])
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_padding_fact_slots_do_not_change_the_answers(name):
+def test_padding_fact_slots_do_not_change_the_answers(name, registers):
     """A size-6 context in size 16's shapes (the size curriculum) is answered as in its own: X
     trims the slots that are padding everywhere, and masks the rest."""
     task = make_task(name, 6, max_size=16)
-    model = build_model(tiny(SupervisedConfig, task=name), task)
+    model = tiny_model(task, registers=registers)
     ctx = task.generate(np.random.default_rng(0), 3)
     q = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=np.repeat(np.arange(3), 5))
     facts, questions = torch.from_numpy(ctx.facts), torch.from_numpy(q.reshape(3, 5, -1))
@@ -50,10 +56,11 @@ def test_the_padding_benchmark_times_both_shapes(capsys):
     assert ratio > 0 and "padded / native" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("registers", [0, 3])
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_model_gives_a_distribution_over_the_vocabulary(name):
+def test_model_gives_a_distribution_over_the_vocabulary(name, registers):
     task = make_task(name, 8)
-    model = build_model(tiny(SupervisedConfig, task=name), task)
+    model = tiny_model(task, registers=registers)
     ctx = task.generate(np.random.default_rng(0), 3)
     q = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=np.repeat(np.arange(3), 5))
     logp = model(torch.from_numpy(ctx.facts), torch.from_numpy(q.reshape(3, 5, -1)))
@@ -335,6 +342,41 @@ def test_bad_configuration_is_refused():
         tiny(SupervisedConfig, lr_schedule="linear").validate()
     with pytest.raises(ValueError, match="link must be one of"):
         tiny(SupervisedConfig, model_overrides={"link": "sideways"}).validate()
+    for registers in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="registers must be an integer >= 0"):
+            tiny(SupervisedConfig, model_overrides={"registers": registers}).validate()
+    with pytest.raises(ValueError, match="registers needs doubling_levels"):
+        tiny(SupervisedConfig, model_overrides={"registers": 2, "doubling_levels": 0}).validate()
+
+
+def test_a_register_reads_a_token_of_the_fact_that_token_equality_points_at():
+    """With the registers option, an encoder layer whose attention follows "my last token is
+    your first" (s(x) = y attends to s(y) = z) and whose write reads the attended fact's last
+    token puts s(s(x)) into fact s(x) = y's register; a later layer that keeps it leaves it."""
+    task = make_task("PermutationPower", 8)
+    model = tiny_model(task, registers=2, encoder_layers=2)
+    ctx = task.generate(np.random.default_rng(0), 2)
+    facts = torch.from_numpy(ctx.facts)
+    first, layers = model.encoder[0], model.encoder
+    sources = first.sources  # fact tokens 0, 1, then registers 0, 1
+    with torch.no_grad():
+        for block in layers:
+            block.match.weight.zero_()
+            block.write.weight.zero_()
+            block.write.bias.zero_()
+            block.q.weight.zero_()  # attention by the equality bias alone
+            block.write.bias.view(2, -1)[:, 0] = 10.0  # keep every register ...
+        first.match.weight[:, 1 * 2 + 0] = 10.0  # my token 1 equals your token 0: bias 80
+        first.write.bias.view(2, -1)[0, 0] = 0.0  # ... except: register 0 reads head 0's token 1
+        first.write.bias.view(2, -1)[0, 1 + 0 * sources + 1] = 10.0
+        regs = model.encode(facts)[4]
+    successor = dict()
+    for row in ctx.facts[0]:
+        successor[int(row[0])] = int(row[1])
+    expected = torch.tensor([[successor[successor[int(x)]] for x in row[:, 0]] for row in ctx.facts[:1]])
+    assert torch.equal(regs[:1, :, 0].argmax(-1), expected)
+    assert torch.allclose(regs[:, :, 0].amax(-1), torch.ones(2, facts.shape[1]), atol=1e-3)  # exact
+    assert regs[:, :, 1].abs().max() < 1e-3  # register 1 was kept empty
 
 
 def test_the_relation_link_starts_on_the_chain_and_is_exact_once_sharp():
