@@ -37,6 +37,12 @@
         assignment, size 8, supervised, 800 steps, 1 thread: seeds 0/1 82.7/51.2% without;
         with 3 registers and 4 encoder layers 82.9/84.0% (4 encoder layers alone: 42.6/64.3%),
         each step about 1.2x the cost.
+    chain reach (option, off by default): for every question and fact, whether the fact reaches,
+        within t = 0, 1, ..., `reach_hops` - 1 chain hops (fact f's last token is the next fact's
+        first token), a fact whose last token is the question's last token, as `reach_hops` more
+        equality features of the decoder. On a graph of edge facts `a -> b` that is "b is within
+        t + 1 steps of this edge's start": a breadth-first search, which attention layers cannot
+        do in one pass (supervised shortest path stalls at distance 4 without it).
 
 Every answer in this project's tasks is one token (answer_len == 1), so the answer is one
 classification over the vocabulary, computed for every question at once.
@@ -74,6 +80,7 @@ class ModelConfig:
     # saturated within 200 IA steps on one route for every k (so no gradient, and stuck at 31%)
     route_norm: bool = True
     registers: int = 0  # extra per-fact registers the encoder may copy tokens into (0 = off)
+    reach_hops: int = 0  # chain-reach features of the decoder, for 0 .. reach_hops - 1 hops (0 = off)
 
     # Settings added after results were published, with the value that reproduces the model from
     # before they existed: a result file (which lists every setting) that lacks one trained that.
@@ -86,6 +93,7 @@ class ModelConfig:
         "chain_prior": 0.3,
         "route_norm": False,
         "registers": 0,
+        "reach_hops": 0,
     }
     LINKS: ClassVar[tuple[str, ...]] = ("relations", "softmax")
 
@@ -94,8 +102,10 @@ class ModelConfig:
             raise ValueError(f"model setting link must be one of {list(self.LINKS)}, got {self.link!r}")
         if self.relation_scale <= 0:
             raise ValueError(f"model setting relation_scale must be > 0, got {self.relation_scale!r}")
-        if not isinstance(self.registers, int) or isinstance(self.registers, bool) or self.registers < 0:
-            raise ValueError(f"model setting registers must be an integer >= 0, got {self.registers!r}")
+        for name in ("registers", "reach_hops"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"model setting {name} must be an integer >= 0, got {value!r}")
         if self.registers and not self.doubling_levels:
             raise ValueError(
                 "model setting registers needs doubling_levels > 0 (the answer is read at its fact)"
@@ -221,6 +231,21 @@ def register_matches(regs: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
     return same.flatten(3) * MATCH_SCALE
 
 
+def chain_reach(facts: torch.Tensor, questions: torch.Tensor, hops: int) -> torch.Tensor:
+    """(B, Q, F, hops) float: 1 where fact f reaches, within t chain hops (t = 0 .. hops - 1; a hop
+    goes from a fact to one whose first token is its last token), a fact whose last token is
+    question q's last token (not PAD). Cumulative in t, times MATCH_SCALE like `token_matches`."""
+    first, last = facts[..., 0], facts[..., -1]  # (B, F)
+    target = questions[..., -1]  # (B, Q)
+    step = ((last[:, :, None] == first[:, None, :]) & (last != 0)[:, :, None]).float()  # (B, F, G)
+    within = ((last[:, None, :] == target[:, :, None]) & (target != 0)[:, :, None]).float()
+    reached = [within]
+    for _ in range(1, hops):
+        within = torch.maximum(within, (within @ step.transpose(1, 2)).clamp(max=1.0))
+        reached.append(within)
+    return torch.stack(reached, dim=-1) * MATCH_SCALE
+
+
 def trim_padding(facts: torch.Tensor) -> torch.Tensor:
     """facts (B, F, Lf) without the trailing fact slots that are padding in every context of the
     batch. X has no positions and masks padding, so its answers do not change; a small context
@@ -301,7 +326,7 @@ class Answerer(nn.Module):
             self.encoder = nn.ModuleList(Block(cfg, fact_len * fact_len) for _ in range(cfg.encoder_layers))
         # decoder features: question-token/fact-token equality, and where the previous layer's
         # pointer's element occurs in the facts ("pointer chasing": one hop per layer)
-        match_features = question_len * fact_len + fact_len
+        match_features = question_len * fact_len + cfg.reach_hops + fact_len
         self.decoder = nn.ModuleList(Block(cfg, match_features) for _ in range(cfg.decoder_layers))
         self.chase = nn.ModuleList(Pointer(d, match_features, fact_len) for _ in range(cfg.decoder_layers))
         self.norm = nn.LayerNorm(d)
@@ -387,6 +412,9 @@ class Answerer(nn.Module):
             same = ((fact_tokens[:, :, None] == fact_tokens[:, None, :]) & ~pad[:, :, None]).float()
         x = self.question_mix((self.embed(questions) + self.question_role).reshape(b, q, -1))
         question_match = token_matches(questions, facts)  # (B, Q, F, Lq * Lf)
+        features = question_match  # what the decoder's attention and pointers see of each fact
+        if self.cfg.reach_hops:
+            features = torch.cat([question_match, chain_reach(facts, questions, self.cfg.reach_hops)], -1)
         chased = question_match.new_zeros(b, q, f, lf)
         if maps is not None:  # the fact the question starts from (B, Q, F)
             if self.cfg.link == "relations":  # a relation the question has no fact in: no opinion
@@ -397,7 +425,7 @@ class Answerer(nn.Module):
                 start = self.start(question_match).squeeze(-1).masked_fill(~mask[:, None, :], float("-inf"))
                 current = torch.softmax(start, dim=-1)
         for layer, (block, chase) in enumerate(zip(self.decoder, self.chase, strict=True)):
-            match = torch.cat([question_match, chased], dim=-1)
+            match = torch.cat([features, chased], dim=-1)
             x = block(x, states, mask, match)
             where = torch.softmax(chase(x, keys, match, pad), dim=-1)  # (B, Q, P)
             if maps is None:
@@ -413,7 +441,7 @@ class Answerer(nn.Module):
             chased = current[..., None].expand(-1, -1, -1, lf) * MATCH_SCALE
         x = self.norm(x)
         vocab_logits = self.vocab_head(x)  # (B, Q, V)
-        pointer_logits = self.pointer(x, keys, torch.cat([question_match, chased], dim=-1), pad)
+        pointer_logits = self.pointer(x, keys, torch.cat([features, chased], dim=-1), pad)
         if regs is None:
             return copy_mixture(vocab_logits, pointer_logits, fact_tokens)
         values = torch.einsum("bqf,bfrv->bqrv", current, regs)  # the registers of the final fact

@@ -31,13 +31,15 @@ def tiny_model(task, **settings):
     return build_model(tiny(SupervisedConfig, task=task.name, model_overrides=settings), task)
 
 
-@pytest.mark.parametrize("registers", [0, 3])
+@pytest.mark.parametrize(
+    "settings", [{}, {"registers": 3}, {"reach_hops": 4}], ids=["plain", "registers", "reach"]
+)
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_padding_fact_slots_do_not_change_the_answers(name, registers):
+def test_padding_fact_slots_do_not_change_the_answers(name, settings):
     """A size-6 context in size 16's shapes (the size curriculum) is answered as in its own: X
     trims the slots that are padding everywhere, and masks the rest."""
     task = make_task(name, 6, max_size=16)
-    model = tiny_model(task, registers=registers)
+    model = tiny_model(task, **settings)
     ctx = task.generate(np.random.default_rng(0), 3)
     q = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=np.repeat(np.arange(3), 5))
     facts, questions = torch.from_numpy(ctx.facts), torch.from_numpy(q.reshape(3, 5, -1))
@@ -56,11 +58,13 @@ def test_the_padding_benchmark_times_both_shapes(capsys):
     assert ratio > 0 and "padded / native" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("registers", [0, 3])
+@pytest.mark.parametrize(
+    "settings", [{}, {"registers": 3}, {"reach_hops": 4}], ids=["plain", "registers", "reach"]
+)
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_model_gives_a_distribution_over_the_vocabulary(name, registers):
+def test_model_gives_a_distribution_over_the_vocabulary(name, settings):
     task = make_task(name, 8)
-    model = tiny_model(task, registers=registers)
+    model = tiny_model(task, **settings)
     ctx = task.generate(np.random.default_rng(0), 3)
     q = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=np.repeat(np.arange(3), 5))
     logp = model(torch.from_numpy(ctx.facts), torch.from_numpy(q.reshape(3, 5, -1)))
@@ -342,9 +346,10 @@ def test_bad_configuration_is_refused():
         tiny(SupervisedConfig, lr_schedule="linear").validate()
     with pytest.raises(ValueError, match="link must be one of"):
         tiny(SupervisedConfig, model_overrides={"link": "sideways"}).validate()
-    for registers in (-1, 1.5, True):
-        with pytest.raises(ValueError, match="registers must be an integer >= 0"):
-            tiny(SupervisedConfig, model_overrides={"registers": registers}).validate()
+    for name in ("registers", "reach_hops"):
+        for value in (-1, 1.5, True):
+            with pytest.raises(ValueError, match=f"{name} must be an integer >= 0"):
+                tiny(SupervisedConfig, model_overrides={name: value}).validate()
     with pytest.raises(ValueError, match="registers needs doubling_levels"):
         tiny(SupervisedConfig, model_overrides={"registers": 2, "doubling_levels": 0}).validate()
 
@@ -549,3 +554,24 @@ def test_bar_a_supervised_and_ia_pass_90_percent_on_permutation_powering(tmp_pat
     for method, seed in (("supervised", 0), ("ia", 1)):
         row = run_bar_a(method, seed, tmp_path / "runs", tmp_path / "results")
         assert row["accuracy"] > BAR, row
+
+
+def test_chain_reach_is_a_breadth_first_search_on_shortest_path():
+    """The chain-reach features of X: for `dist a b`, the fewest hops t at which an edge leaving a
+    reaches b is the true distance minus one; no edge leaving a reaches b when b is far."""
+    from baselines.model import MATCH_SCALE, chain_reach
+
+    task = make_task("ShortestPath", 8)
+    ctx = task.generate(np.random.default_rng(0), 6)
+    idx = np.repeat(np.arange(6), 20)
+    q = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=idx, kinds=["dist"])
+    truth = task.ground_truth(ctx, idx, q)[:, 0]
+    facts = torch.from_numpy(ctx.facts)
+    reach = chain_reach(facts, torch.from_numpy(q.reshape(6, 20, -1)), 16) / MATCH_SCALE  # (B, Q, F, 16)
+    leaves_a = torch.from_numpy(ctx.facts[idx, :, 0] == q[:, 1, None]).reshape(6, 20, -1, 1)
+    hit = (reach * leaves_a).amax(2).reshape(-1, 16)  # (M, 16): b within t + 1 steps of a
+    distance, is_number = task.vocab.number_value(truth)
+    assert is_number.sum() > 50 and (~is_number).any()
+    assert torch.equal(hit[~is_number].sum(-1), torch.zeros(int((~is_number).sum())))
+    fewest = 1 + 16 - hit[is_number].sum(-1)  # cumulative: ones from hop d - 1 on
+    assert torch.equal(fewest.long(), torch.from_numpy(distance[is_number]).long())
