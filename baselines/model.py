@@ -95,6 +95,10 @@ class ModelConfig:
         "registers": 0,
         "reach_hops": 0,
     }
+    # Settings added after runs were named by their full model settings: at their BEFORE_ADDED
+    # value they are left out of run names and setting ids (`naming_settings`), so the runs from
+    # before they existed keep their names and their rows. A setting added from now on goes here.
+    UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = ("registers", "reach_hops")
     LINKS: ClassVar[tuple[str, ...]] = ("relations", "softmax")
 
     def validate(self) -> None:
@@ -121,6 +125,15 @@ class ModelConfig:
         if name not in presets:
             raise ValueError(f"unknown model preset {name!r}; choose from {sorted(presets)}")
         return presets[name]
+
+
+def naming_settings(model_settings: dict[str, Any]) -> dict[str, Any]:
+    """The model settings that name a run: all, except those of `ModelConfig.UNNAMED_AT_BEFORE`
+    at the value that reproduces the model from before they existed."""
+    before = ModelConfig.BEFORE_ADDED
+    return {
+        k: v for k, v in model_settings.items() if not (k in ModelConfig.UNNAMED_AT_BEFORE and v == before[k])
+    }
 
 
 class Block(nn.Module):

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from baselines.common import EvalSet, TrainConfig, build_model
-from baselines.model import Answerer, ModelConfig
+from baselines.model import Answerer, ModelConfig, naming_settings
 
 SCHEMA_VERSION = 1
 STOP_REASONS = ("steps", "time", "interrupted", "error")
@@ -241,6 +241,8 @@ def config_without_seed(result: dict[str, Any]) -> dict[str, Any]:
         defaults = {**asdict(method.config()), **method.config.BEFORE_ADDED}
         defaults.pop("model_overrides")
         config = {**defaults, **config}
+    if "model_overrides" in config:
+        config["model_overrides"] = naming_settings(config["model_overrides"])
     return {k: v for k, v in config.items() if k not in ignore}
 
 

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from baselines.common import TrainConfig
+from baselines.model import naming_settings
 from baselines.results import PARTIAL_STOP_REASONS, SCHEMA_VERSION, save_weights, weights_path_for
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "leaderboard" / "results"
@@ -240,6 +241,7 @@ def config_id(cfg: TrainConfig) -> str:
     """8 hex digits naming the configuration, so runs that differ in any setting that shapes
     training never share a folder or a result file."""
     settings = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_CONFIG_ID}
+    settings["model_overrides"] = naming_settings(settings["model_overrides"])
     if cfg.lr_schedule != "constant":  # the schedule is stretched over the step budget
         settings["steps"] = cfg.steps
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]

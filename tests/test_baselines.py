@@ -309,6 +309,27 @@ def amp_main_eval(path: str) -> dict:
     return eval_main([path])
 
 
+def test_a_model_setting_added_later_keeps_the_names_of_the_runs_from_before_it():
+    """A run recorded before `registers` and `reach_hops` existed trained with both off: with
+    them off, a run has its name and its leaderboard row; with one on, it is a new setting."""
+    from baselines.model import ModelConfig
+    from baselines.results import setting_id
+    from baselines.run import config_id
+
+    now = IAConfig(task="UnionFind", size=16)
+    before = IAConfig(task="UnionFind", size=16)
+    for key in ModelConfig.UNNAMED_AT_BEFORE:
+        del before.model_overrides[key]  # a config as written before the setting existed
+    assert config_id(now) == config_id(before)
+    on = IAConfig(task="UnionFind", size=16, model_overrides={"reach_hops": 16})
+    assert config_id(on) != config_id(now)
+
+    def result(cfg: IAConfig) -> dict:
+        return {"method": "ia", "config": {**cfg.__dict__}}
+
+    assert setting_id(result(now)) == setting_id(result(before)) != setting_id(result(on))
+
+
 def test_runs_with_different_settings_never_share_a_folder(tmp_path):
     a = train("ia", tiny(IAConfig), runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
     b = train("ia", tiny(IAConfig, lr=3e-4), runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
