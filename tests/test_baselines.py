@@ -563,6 +563,16 @@ def test_the_bar_b_report_reads_the_runs_it_names(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("no result file") == 9 and "never 99% (best" in out and "final" in out
     assert "bar B met on 0 of 5 tasks" in out
+    # with settings changed, the report names other runs (the default's file is not read), says so
+    rows = main(
+        ["--results-dir", str(tmp_path), "--tasks", "UnionFind", "--set", 'model_overrides={"reach_hops": 4}']
+    )
+    out = capsys.readouterr().out
+    assert [r["task"] for r in rows] == ["UnionFind"] and out.count("no result file") == 2
+    assert (
+        "settings changed from the defaults (so not the bar itself): {'model_overrides': {'reach_hops': 4}}"
+        in out
+    )
 
 
 def test_bar_a_supervised_and_ia_pass_90_percent_on_permutation_powering(tmp_path):
