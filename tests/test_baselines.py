@@ -151,6 +151,35 @@ def test_ia_learns_with_ground_truth_replaced_by_garbage(tmp_path, monkeypatch):
     assert trainer.run.counts.get("ground_truth_labels", 0) == 0
 
 
+@pytest.mark.parametrize("skip", [False, True])
+def test_ia_can_leave_unknown_targets_out_of_its_loss(tmp_path, monkeypatch, skip):
+    """With `skip_unknown_targets`, an amplified `?` is no target: when H says `?` to every
+    question, X's loss is exactly 0 and every skipped target is counted; without it, X learns `?`."""
+    import baselines.iterated_amplification as ia
+    from amp_envs.tasks.base import UNKNOWN
+    from baselines.trainer import Trainer
+
+    def amplify_to_unknown(task, model, view, questions, rng, expert=None):
+        return np.full(len(questions), UNKNOWN, np.int64), 0
+
+    losses = []
+    original = Trainer.optimise
+    monkeypatch.setattr(ia, "amplify", amplify_to_unknown)
+    monkeypatch.setattr(
+        Trainer, "optimise", lambda self, loss: (losses.append(loss.item()), original(self, loss))
+    )
+    cfg = tiny(IAConfig, skip_unknown_targets=skip)
+    trainer = train("ia", cfg, runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", quiet=True)
+    skipped = trainer.run.counts.get("unknown_targets_skipped", 0)
+    if skip:
+        assert (
+            losses == [0.0] * cfg.steps
+            and skipped == cfg.steps * cfg.batch_contexts * cfg.questions_per_context
+        )
+    else:
+        assert min(losses) > 0 and skipped == 0
+
+
 def test_seeded_runs_are_reproducible_and_resume_exactly(tmp_path):
     straight = train("ia", tiny(IAConfig), runs_dir=tmp_path / "a", results_dir=tmp_path / "ra", quiet=True)
     again = train("ia", tiny(IAConfig), runs_dir=tmp_path / "b", results_dir=tmp_path / "rb", quiet=True)
@@ -328,6 +357,14 @@ def test_a_model_setting_added_later_keeps_the_names_of_the_runs_from_before_it(
         return {"method": "ia", "config": {**cfg.__dict__}}
 
     assert setting_id(result(now)) == setting_id(result(before)) != setting_id(result(on))
+    # the same for a method's own settings added later
+    skipping = IAConfig(task="UnionFind", size=16, skip_unknown_targets=True)
+    assert "skip_unknown_targets" in IAConfig.UNNAMED_AT_BEFORE and config_id(skipping) != config_id(now)
+    old_file = {
+        "method": "ia",
+        "config": {k: v for k, v in now.__dict__.items() if k != "skip_unknown_targets"},
+    }
+    assert setting_id(old_file) == setting_id(result(now))
 
 
 def test_runs_with_different_settings_never_share_a_folder(tmp_path):
