@@ -35,7 +35,7 @@ class TrainConfig:
 
     BEFORE_ADDED: ClassVar[dict[str, Any]] = {"curriculum_oversample": 16}
     # Settings added after runs were named by all their settings: at their BEFORE_ADDED value
-    # they are left out of run names (`baselines.run.config_id`), so the runs from before they
+    # they are left out of run names (`baselines.model.naming_settings`), so the runs from before they
     # existed keep their names. A setting added from now on goes here (and in BEFORE_ADDED).
     UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = ()
 

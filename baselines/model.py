@@ -127,13 +127,12 @@ class ModelConfig:
         return presets[name]
 
 
-def naming_settings(model_settings: dict[str, Any]) -> dict[str, Any]:
-    """The model settings that name a run: all, except those of `ModelConfig.UNNAMED_AT_BEFORE`
-    at the value that reproduces the model from before they existed."""
-    before = ModelConfig.BEFORE_ADDED
-    return {
-        k: v for k, v in model_settings.items() if not (k in ModelConfig.UNNAMED_AT_BEFORE and v == before[k])
-    }
+def naming_settings(settings: dict[str, Any], config_class: type = ModelConfig) -> dict[str, Any]:
+    """The settings (of a `config_class`: ModelConfig, or a method's config) that name a run: all,
+    except those of its `UNNAMED_AT_BEFORE` at the value that reproduces the behaviour from
+    before they existed (its `BEFORE_ADDED`)."""
+    unnamed, before = config_class.UNNAMED_AT_BEFORE, config_class.BEFORE_ADDED
+    return {k: v for k, v in settings.items() if not (k in unnamed and v == before[k])}
 
 
 class Block(nn.Module):

@@ -241,10 +241,8 @@ def config_id(cfg: TrainConfig) -> str:
     """8 hex digits naming the configuration, so runs that differ in any setting that shapes
     training never share a folder or a result file."""
     settings = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_CONFIG_ID}
+    settings = naming_settings(settings, type(cfg))
     settings["model_overrides"] = naming_settings(settings["model_overrides"])
-    for key in cfg.UNNAMED_AT_BEFORE:
-        if settings.get(key) == cfg.BEFORE_ADDED[key]:
-            del settings[key]
     if cfg.lr_schedule != "constant":  # the schedule is stretched over the step budget
         settings["steps"] = cfg.steps
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
