@@ -4,12 +4,14 @@ supervised's steps to get there.
 
     python -m baselines.bar_b                   # the verdict, read off the committed result files
     python -m baselines.bar_b --train --jobs 2  # first train (or extend) what is short of 20 minutes
-    python -m baselines.bar_b --tasks ShortestPath --set 'model_overrides={"reach_hops": 16}'
+    python -m baselines.bar_b --tasks ShortestPath --set 'model_overrides={"reach_hops": 16}' \
+        --set-ia skip_unknown_targets=true
 
-The runs are the methods' defaults (or, with `--set`, those settings changed for both methods; the
-bar itself is about the defaults) at size 16, seed 0, with a 20-minute budget each (the run's
-name does not depend on the budget: `--train` continues a shorter run of the same configuration
-from its checkpoint, or trains it again where that is gone, and the longer result replaces it).
+The runs are the methods' defaults (or, with `--set`, those settings changed for both methods, and
+with `--set-ia` for IA alone; the bar itself is about the defaults) at size 16, seed 0, with a
+20-minute budget each (the run's name does not depend on the budget: `--train` continues a
+shorter run of the same configuration from its checkpoint, or trains it again where that is
+gone, and the longer result replaces it).
 "Reaches 99%" is the first evaluation (every 100 steps, on the fixed test set) at >= 99%, with
 the wall seconds it took; the final accuracy is shown beside it, since a run can pass 99% and
 fall back. `--train` runs `--jobs` runs at a time with 2 // jobs threads each, so the seconds
@@ -40,9 +42,13 @@ def specs(
     threads: int,
     tasks: tuple[str, ...] = TASKS,
     changed: dict[str, Any] | None = None,
+    changed_ia: dict[str, Any] | None = None,
 ) -> list[RunSpec]:
     settings = {**(changed or {}), "max_minutes": MAX_SECONDS / 60, "threads": threads}
-    return grid(tasks, ("supervised", "ia"), [SIZE], [seed], settings, runs_dir, results_dir)
+    return [
+        *grid(tasks, ("supervised",), [SIZE], [seed], settings, runs_dir, results_dir),
+        *grid(tasks, ("ia",), [SIZE], [seed], {**settings, **(changed_ia or {})}, runs_dir, results_dir),
+    ]
 
 
 def reached(result: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -94,10 +100,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings other than the defaults, JSON"
     )
+    parser.add_argument(
+        "--set-ia", nargs="*", default=[], metavar="KEY=VALUE", help="settings for IA alone, JSON"
+    )
     args = parser.parse_args(argv)
-    changed = parse_settings(args.set)
+    changed, changed_ia = parse_settings(args.set), parse_settings(args.set_ia)
     threads = max(1, 2 // max(1, args.jobs))
-    runs = specs(args.seed, args.results_dir, args.runs_dir, threads, tuple(args.tasks), changed)
+    runs = specs(args.seed, args.results_dir, args.runs_dir, threads, tuple(args.tasks), changed, changed_ia)
     if args.train:
         run_grid(runs, jobs=args.jobs)
     by_key = {(s.settings["task"], s.method): s for s in runs}
@@ -107,6 +116,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(f"IA's steps to {BAR:.0%} <= {MAX_STEP_RATIO}x supervised's")
     if changed:
         print(f"settings changed from the defaults (so not the bar itself): {changed}")
+    if changed_ia:
+        print(f"IA's settings changed from its defaults (so not the bar itself): {changed_ia}")
     for task in args.tasks:
         sup, amp = load(by_key[task, "supervised"]), load(by_key[task, "ia"])
         row = {"task": task, **verdict(sup, amp)}

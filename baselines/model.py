@@ -81,6 +81,7 @@ class ModelConfig:
     route_norm: bool = True
     registers: int = 0  # extra per-fact registers the encoder may copy tokens into (0 = off)
     reach_hops: int = 0  # chain-reach features of the decoder, for 0 .. reach_hops - 1 hops (0 = off)
+    encoder_loops: int = 1  # the encoder's layers applied this many times, weights shared
 
     # Settings added after results were published, with the value that reproduces the model from
     # before they existed: a result file (which lists every setting) that lacks one trained that.
@@ -94,11 +95,12 @@ class ModelConfig:
         "route_norm": False,
         "registers": 0,
         "reach_hops": 0,
+        "encoder_loops": 1,
     }
     # Settings added after runs were named by their full model settings: at their BEFORE_ADDED
     # value they are left out of run names and setting ids (`naming_settings`), so the runs from
     # before they existed keep their names and their rows. A setting added from now on goes here.
-    UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = ("registers", "reach_hops")
+    UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = ("registers", "reach_hops", "encoder_loops")
     LINKS: ClassVar[tuple[str, ...]] = ("relations", "softmax")
 
     def validate(self) -> None:
@@ -110,6 +112,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"model setting {name} must be an integer >= 0, got {value!r}")
+        loops = self.encoder_loops
+        if not isinstance(loops, int) or isinstance(loops, bool) or loops < 1:
+            raise ValueError(f"model setting encoder_loops must be an integer >= 1, got {loops!r}")
         if self.registers and not self.doubling_levels:
             raise ValueError(
                 "model setting registers needs doubling_levels > 0 (the answer is read at its fact)"
@@ -367,6 +372,10 @@ class Answerer(nn.Module):
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+    def encoder_passes(self) -> list[nn.Module]:
+        """The encoder's blocks in the order applied: all of them, `encoder_loops` times over."""
+        return list(self.encoder) * self.cfg.encoder_loops
+
     def encode(self, facts: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         """Fact states (B, F, d), fact mask (B, F), pointer keys (B, F * Lf, d), with doubling
         the maps (B, levels, F, F): fact -> fact of link^(2^l), and with registers the extra
@@ -381,13 +390,13 @@ class Answerer(nn.Module):
         if self.cfg.registers:  # the facts' own tokens, then the extra registers (empty)
             onehot = F.one_hot(facts, self.vocab_size).float() * (facts != 0)[..., None]
             regs = torch.cat([onehot, onehot.new_zeros(b, f, self.cfg.registers, self.vocab_size)], 2)
-            for block in self.encoder:
+            for block in self.encoder_passes():
                 x, regs = block(x, mask, regs, onehot)
             regs = regs[:, :, lf:]
             match = None
         else:
             match = token_matches(facts, facts) if self.encoder else None
-            for block in self.encoder:
+            for block in self.encoder_passes():
                 x = block(x, x, mask, match)
         keys = self.pointer_key(tokens + x[:, :, None, :]).reshape(b, f * lf, -1)
         if not self.levels:

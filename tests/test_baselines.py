@@ -32,7 +32,9 @@ def tiny_model(task, **settings):
 
 
 @pytest.mark.parametrize(
-    "settings", [{}, {"registers": 3}, {"reach_hops": 4}], ids=["plain", "registers", "reach"]
+    "settings",
+    [{}, {"registers": 3}, {"reach_hops": 4}, {"registers": 2, "encoder_loops": 2}],
+    ids=["plain", "registers", "reach", "looped-registers"],
 )
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_padding_fact_slots_do_not_change_the_answers(name, settings):
@@ -59,7 +61,9 @@ def test_the_padding_benchmark_times_both_shapes(capsys):
 
 
 @pytest.mark.parametrize(
-    "settings", [{}, {"registers": 3}, {"reach_hops": 4}], ids=["plain", "registers", "reach"]
+    "settings",
+    [{}, {"registers": 3}, {"reach_hops": 4}, {"registers": 2, "encoder_loops": 2}],
+    ids=["plain", "registers", "reach", "looped-registers"],
 )
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_model_gives_a_distribution_over_the_vocabulary(name, settings):
@@ -410,6 +414,25 @@ def test_bad_configuration_is_refused():
                 tiny(SupervisedConfig, model_overrides={name: value}).validate()
     with pytest.raises(ValueError, match="registers needs doubling_levels"):
         tiny(SupervisedConfig, model_overrides={"registers": 2, "doubling_levels": 0}).validate()
+    for value in (0, 1.5, True):
+        with pytest.raises(ValueError, match="encoder_loops must be an integer >= 1"):
+            tiny(SupervisedConfig, model_overrides={"encoder_loops": value}).validate()
+
+
+def test_encoder_loops_apply_the_same_layers_again():
+    """encoder_loops repeats the encoder's layers with their weights shared: no new parameters,
+    and encoding equals running the one-loop encoder's layers twice in a row."""
+    task = make_task("SequentialAssignment", 8)
+    once, twice = (tiny_model(task, registers=2, encoder_loops=n) for n in (1, 2))
+    twice.load_state_dict(once.state_dict())  # the same parameters fit both
+    assert [b for b in twice.encoder_passes()] == [*twice.encoder, *twice.encoder]
+    facts = torch.from_numpy(task.generate(np.random.default_rng(0), 2).facts)
+    with torch.no_grad():
+        looped = twice.encode(facts)
+        once.encoder = torch.nn.ModuleList([*once.encoder, *once.encoder])
+        unrolled = once.encode(facts)
+    for a, b in zip(looped, unrolled, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
 
 
 def test_a_register_reads_a_token_of_the_fact_that_token_equality_points_at():
@@ -610,6 +633,13 @@ def test_the_bar_b_report_reads_the_runs_it_names(tmp_path, capsys):
         "settings changed from the defaults (so not the bar itself): {'model_overrides': {'reach_hops': 4}}"
         in out
     )
+    # IA's own settings change only IA's run: supervised's default file is read again
+    changed_ia = ["--set-ia", "skip_unknown_targets=true"]
+    rows = main(["--results-dir", str(tmp_path), "--tasks", "UnionFind", *changed_ia])
+    out = capsys.readouterr().out
+    assert out.count("no result file") == 1 and "never 99% (best" in out
+    assert "IA's settings changed from its defaults (so not the bar itself): " in out
+    assert "{'skip_unknown_targets': True}" in out
 
 
 def test_bar_a_supervised_and_ia_pass_90_percent_on_permutation_powering(tmp_path):
