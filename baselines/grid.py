@@ -17,6 +17,8 @@ import dataclasses
 import itertools
 import json
 import multiprocessing
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -187,32 +189,70 @@ def run_grid(
     raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
 
 
+def _forward_sigterm(stopping: list[bool]) -> Callable[[], None]:
+    """SIGTERM to this process (`kill`, a scheduler) is passed on to the run workers, which then
+    stop as `amp train` does (checkpoint, partial result), and no further run is started; without
+    it the workers would go on running, orphaned, and a second `amp bench` would train the same
+    run beside them. Ctrl-C reaches the workers anyway (the terminal signals the process group).
+    Returns the function that restores the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: object) -> None:
+        stopping[0] = True
+        for worker in multiprocessing.active_children():
+            worker.terminate()  # SIGTERM
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def _run_local(todo: list[RunSpec], jobs: int, progress: Progress) -> list[dict[str, Any]]:
     # spawn: a fresh interpreter per run (no torch state inherited by fork); the main module is
     # re-imported there, so a script's register_method calls hold in the workers too
     context = multiprocessing.get_context("spawn")
     out = []
-    with cf.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context, max_tasks_per_child=1) as pool:
-        pending = iter(todo)
-        running: dict[cf.Future, RunSpec] = {}
-        for spec in itertools.islice(pending, max(1, jobs)):  # submit as slots free: honest "running"
-            running[pool.submit(run_one, spec)] = spec
-            progress.started(spec.name)
-        while running:
-            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for future in finished:
-                spec = running.pop(future)
-                try:
-                    summary = future.result()
-                except Exception as e:  # the worker process died
-                    summary = {"name": spec.name, "ok": False, "error": f"{type(e).__name__}: {e}"}
-                out.append(summary)
-                progress.finished(summary)
-                nxt = next(pending, None)
-                if nxt is not None:
-                    running[pool.submit(run_one, nxt)] = nxt
-                    progress.started(nxt.name)
+    stopping = [False]
+    restore = _forward_sigterm(stopping)
+    try:
+        workers = max(1, jobs)
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, max_tasks_per_child=1) as pool:
+            _drain(pool, iter(todo), jobs, progress, stopping, out)
+    finally:
+        restore()
+    if stopping[0]:
+        progress.echo("[bench] stopped by SIGTERM: the same command resumes the unfinished runs")
     return out
+
+
+def _drain(
+    pool: cf.ProcessPoolExecutor,
+    pending: Iterable[RunSpec],
+    jobs: int,
+    progress: Progress,
+    stopping: list[bool],
+    out: list[dict[str, Any]],
+) -> None:
+    """Keep `jobs` runs going until `pending` is empty (or a SIGTERM asked to stop)."""
+    pending = iter(pending)
+    running: dict[cf.Future, RunSpec] = {}
+    for spec in itertools.islice(pending, max(1, jobs)):  # submit as slots free: honest "running"
+        running[pool.submit(run_one, spec)] = spec
+        progress.started(spec.name)
+    while running:
+        finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+        for future in finished:
+            spec = running.pop(future)
+            try:
+                summary = future.result()
+            except Exception as e:  # the worker process died
+                summary = {"name": spec.name, "ok": False, "error": f"{type(e).__name__}: {e}"}
+            out.append(summary)
+            progress.finished(summary)
+            nxt = None if stopping[0] else next(pending, None)
+            if nxt is not None:
+                running[pool.submit(run_one, nxt)] = nxt
+                progress.started(nxt.name)
 
 
 def _run_ray(

@@ -252,6 +252,42 @@ def test_bench_runs_a_grid_in_processes_skips_what_is_done_and_resumes(tmp_path)
     assert load_result(longer.result_path)["steps"] == 8
 
 
+def test_bench_passes_sigterm_on_to_its_runs_and_starts_no_more(tmp_path):
+    """`kill <amp bench>`: the running run stops as `amp train` does (a partial result, resumable),
+    the next run is not started, and no worker is left training on its own."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings = {**TINY, "steps": 1_000_000, "max_minutes": 10.0}
+    command = [sys.executable, "-m", "baselines.cli", "bench", "--tasks", "UnionFind"]
+    command += ["--methods", "supervised", "--sizes", "6", "--seeds", "0", "1"]
+    command += ["--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
+    command += ["--set", *(f"{k}={json.dumps(v)}" for k, v in settings.items())]
+    bench = subprocess.Popen(  # its own process group, so that a failure here leaves no orphan
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "runs").glob("*/checkpoint.pt")):  # the first run is training
+            assert bench.poll() is None and time.monotonic() < deadline, bench.stdout.read()
+            time.sleep(0.5)
+        bench.send_signal(signal.SIGTERM)
+        out, _ = bench.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bench.pid, signal.SIGKILL)
+    assert "stopped by SIGTERM" in out, out
+    results = list((tmp_path / "results").glob("*.json"))
+    assert [load_result(p)["stop_reason"] for p in results] == ["interrupted"], out
+    assert load_result(results[0])["partial"] is True
+    assert results[0].name.startswith("UnionFind-n6-supervised-s0")
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [results[0].stem]  # seed 1 never started
+
+
 def test_bench_extends_a_run_that_ran_out_of_time_only_when_given_more(tmp_path):
     spec = tiny_grid(tmp_path, ["ia"])[0]
     result = {"stop_reason": "time", "steps": 3, "config": {"steps": 4, "max_minutes": 3.0}}
