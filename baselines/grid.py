@@ -189,7 +189,7 @@ def run_grid(
     raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
 
 
-def _forward_sigterm(stopping: list[bool]) -> Callable[[], None]:
+def _forward_sigterm(stopping: threading.Event) -> Callable[[], None]:
     """SIGTERM to this process (`kill`, a scheduler) is passed on to the run workers, which then
     stop as `amp train` does (checkpoint, partial result), and no further run is started; without
     it the workers would go on running, orphaned, and a second `amp bench` would train the same
@@ -199,7 +199,7 @@ def _forward_sigterm(stopping: list[bool]) -> Callable[[], None]:
         return lambda: None
 
     def handler(signum: int, frame: object) -> None:
-        stopping[0] = True
+        stopping.set()
         for worker in multiprocessing.active_children():
             worker.terminate()  # SIGTERM
 
@@ -212,15 +212,15 @@ def _run_local(todo: list[RunSpec], jobs: int, progress: Progress) -> list[dict[
     # re-imported there, so a script's register_method calls hold in the workers too
     context = multiprocessing.get_context("spawn")
     out = []
-    stopping = [False]
+    stopping = threading.Event()
     restore = _forward_sigterm(stopping)
     try:
         workers = max(1, jobs)
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, max_tasks_per_child=1) as pool:
-            _drain(pool, iter(todo), jobs, progress, stopping, out)
+            _drain(pool, todo, workers, progress, stopping, out)
     finally:
         restore()
-    if stopping[0]:
+    if stopping.is_set():
         progress.echo("[bench] stopped by SIGTERM: the same command resumes the unfinished runs")
     return out
 
@@ -228,15 +228,15 @@ def _run_local(todo: list[RunSpec], jobs: int, progress: Progress) -> list[dict[
 def _drain(
     pool: cf.ProcessPoolExecutor,
     pending: Iterable[RunSpec],
-    jobs: int,
+    workers: int,
     progress: Progress,
-    stopping: list[bool],
+    stopping: threading.Event,
     out: list[dict[str, Any]],
 ) -> None:
-    """Keep `jobs` runs going until `pending` is empty (or a SIGTERM asked to stop)."""
+    """Keep `workers` runs going until `pending` is empty (or a SIGTERM asked to stop)."""
     pending = iter(pending)
     running: dict[cf.Future, RunSpec] = {}
-    for spec in itertools.islice(pending, max(1, jobs)):  # submit as slots free: honest "running"
+    for spec in itertools.islice(pending, workers):  # submit as slots free: honest "running"
         running[pool.submit(run_one, spec)] = spec
         progress.started(spec.name)
     while running:
@@ -249,7 +249,7 @@ def _drain(
                 summary = {"name": spec.name, "ok": False, "error": f"{type(e).__name__}: {e}"}
             out.append(summary)
             progress.finished(summary)
-            nxt = None if stopping[0] else next(pending, None)
+            nxt = None if stopping.is_set() else next(pending, None)
             if nxt is not None:
                 running[pool.submit(run_one, nxt)] = nxt
                 progress.started(nxt.name)

@@ -120,8 +120,8 @@ def train_step(t: Trainer, expert: Callable[[np.ndarray], ExpertProgram] | None 
     used = targets != UNKNOWN if cfg.skip_unknown_targets else np.ones(len(targets), bool)
     t.count("unknown_targets_skipped", int((~used).sum()))
     logp = logp.reshape(len(targets), -1)
-    keep = torch.from_numpy(np.flatnonzero(used))
-    loss = F.nll_loss(logp[keep], torch.from_numpy(targets[used])) if used.any() else logp.sum() * 0.0
+    kept = logp[torch.from_numpy(used)]
+    loss = F.nll_loss(kept, torch.from_numpy(targets[used])) if used.any() else logp.sum() * 0.0
     t.optimise(loss)
     target.update(t.model)
     agree = logp.detach().argmax(-1).numpy() == targets

@@ -114,13 +114,10 @@ class ModelConfig:
             raise ValueError(f"model setting link must be one of {list(self.LINKS)}, got {self.link!r}")
         if self.relation_scale <= 0:
             raise ValueError(f"model setting relation_scale must be > 0, got {self.relation_scale!r}")
-        for name in ("registers", "reach_hops"):
+        for name, least in (("registers", 0), ("reach_hops", 0), ("encoder_loops", 1)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"model setting {name} must be an integer >= 0, got {value!r}")
-        loops = self.encoder_loops
-        if not isinstance(loops, int) or isinstance(loops, bool) or loops < 1:
-            raise ValueError(f"model setting encoder_loops must be an integer >= 1, got {loops!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"model setting {name} must be an integer >= {least}, got {value!r}")
         if self.registers and not self.doubling_levels:
             raise ValueError(
                 "model setting registers needs doubling_levels > 0 (the answer is read at its fact)"

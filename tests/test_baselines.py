@@ -425,7 +425,7 @@ def test_encoder_loops_apply_the_same_layers_again():
     task = make_task("SequentialAssignment", 8)
     once, twice = (tiny_model(task, registers=2, encoder_loops=n) for n in (1, 2))
     twice.load_state_dict(once.state_dict())  # the same parameters fit both
-    assert [b for b in twice.encoder_passes()] == [*twice.encoder, *twice.encoder]
+    assert twice.encoder_passes() == [*twice.encoder, *twice.encoder]
     facts = torch.from_numpy(task.generate(np.random.default_rng(0), 2).facts)
     with torch.no_grad():
         looped = twice.encode(facts)
