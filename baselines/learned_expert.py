@@ -63,6 +63,7 @@ from baselines.model import MATCH_SCALE, Answerer, Block, ModelConfig, Pointer, 
 from baselines.trainer import Trainer
 
 DEMO_SCHEDULES = ("upfront", "curriculum", "steady", "paced")
+DEMO_QUESTIONS = ("curriculum", "all")
 
 
 @dataclass
@@ -70,6 +71,10 @@ class LearnedHConfig(IAConfig):
     demos: int = 20_000  # the budget: transcripts H provides over the whole run
     demo_schedule: str = "steady"  # "steady", "paced", "upfront" or "curriculum" (module docstring)
     demos_per_step: int = 64  # "steady" and "paced": demonstrations per training step
+    # the questions H demonstrates on: "curriculum" (those of X's current curriculum level and
+    # context size) or "all" (the whole question distribution at the full size, whatever the
+    # curriculum; see the module docstring)
+    demo_questions: str = "all"
     expert_d_model: int = 64  # H' (the paper's: width 128, depth 4; this learns as well, cheaper)
     expert_layers: int = 2
     expert_heads: int = 4
@@ -83,7 +88,12 @@ class LearnedHConfig(IAConfig):
     expert_successor: bool = True  # H' can point at a number and output its successor (see above)
 
     # settings added after results were published, with the value they had before (see TrainConfig)
-    BEFORE_ADDED: ClassVar[dict[str, Any]] = {**IAConfig.BEFORE_ADDED, "expert_successor": False}
+    BEFORE_ADDED: ClassVar[dict[str, Any]] = {
+        **IAConfig.BEFORE_ADDED,
+        "expert_successor": False,
+        "demo_questions": "curriculum",
+    }
+    UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = (*IAConfig.UNNAMED_AT_BEFORE, "demo_questions")
 
     def validate(self) -> None:
         super().validate()
@@ -92,6 +102,10 @@ class LearnedHConfig(IAConfig):
         if self.demo_schedule not in DEMO_SCHEDULES:
             raise ValueError(
                 f"demo_schedule must be one of {list(DEMO_SCHEDULES)}, got {self.demo_schedule!r}"
+            )
+        if self.demo_questions not in DEMO_QUESTIONS:
+            raise ValueError(
+                f"demo_questions must be one of {list(DEMO_QUESTIONS)}, got {self.demo_questions!r}"
             )
         if self.expert_warmup < 0:
             raise ValueError(f"expert_warmup must be >= 0, got {self.expert_warmup!r}")
@@ -314,7 +328,9 @@ class LearnedExpert:
 
     def demonstrate(self, t: Trainer, n: int) -> None:
         """H decomposes n fresh training questions, X' answering its subquestions."""
-        cfg, task = self.cfg, t.train_task()
+        cfg = self.cfg
+        everything = cfg.demo_questions == "all"
+        task = t.task if everything else t.train_task()
         target = t.extra["target"].model
         per, chunk = cfg.questions_per_context, 64
         groups = [(per, n // per)] + [(1, n % per)]
@@ -326,7 +342,7 @@ class LearnedExpert:
                     ctx,
                     t.rng,
                     q_per,
-                    t.curriculum.max_difficulty,
+                    None if everything else t.curriculum.max_difficulty,
                     oversample=cfg.curriculum_oversample,
                     with_difficulty=task.difficulty_from_question,
                     kinds=task.episode_kinds if cfg.question_kinds == "all" else None,
