@@ -17,6 +17,12 @@ the level it belongs to on: "steady" spends the whole budget in its first steps,
 questions of later levels, with their larger numbers and longer transcripts, exist; measured,
 3 minutes, seed 0: wildcard search at size 16, X 70% -> 97%; union find at size 8, 69% -> 37%,
 its first share being answered by a young X', as with "curriculum").
+`--demo-questions` says which questions H demonstrates on: "all" (the default: the whole
+question distribution at the full context size, whatever X's curriculum) or "curriculum" (the
+questions of X's current level and size, the behaviour before the option existed: H' then only
+learns the decompositions of the levels reached while demonstrations last, e.g. permutation
+powering's k <= 3 with "steady", and gives the later levels targets it never saw H make).
+Measured at size 8, seed 0, "steady" 20,000 demonstrations: see the README.
 Measured on union find, size 8, 20,000 demonstrations, 500 steps: "curriculum" gave
 H' 0% of held-out `parent` transcripts and 35% of `depth` ones (X at 39%); "steady" (40 per
 step) 100% and 100% (X at 84%).

@@ -99,6 +99,33 @@ def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monk
             learned.budget.expert(trainer.task)(np.zeros((1, trainer.task.question_len), np.int64))
 
 
+@pytest.mark.parametrize("demo_questions", ["curriculum", "all"])
+def test_demonstrations_cover_the_curriculum_or_every_question(demo_questions, tmp_path):
+    """"curriculum": H demonstrates on questions of X's current level (k <= 3 at the first level
+    of permutation powering) and context size; "all": on the whole distribution at the full size,
+    whatever the curriculum, so H' sees every kind of decomposition before X gets there."""
+    cfg = tiny(
+        task="PermutationPower",
+        size=8,
+        demo_questions=demo_questions,
+        demo_schedule="upfront",
+        demos=64,
+        curriculum="both",
+        curriculum_start_size=4,
+        curriculum_min_steps=100,  # never advances: the demonstrations all come from the start
+        steps=2,
+    )
+    trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    assert trainer.curriculum.level == 1 and trainer.curriculum.size == 4
+    learned = trainer.extra["expert"]
+    k, ok = trainer.task.power_of(learned.records[: learned.budget.used, 0, : trainer.task.question_len])
+    assert ok.all() and learned.budget.used == 64
+    if demo_questions == "curriculum":
+        assert k.max() <= 3
+    else:
+        assert k.max() > 3
+
+
 def test_budget_refuses_past_its_total():
     task = make_task("PermutationPower", 8)
     budget = DemoBudget(5)
@@ -262,6 +289,8 @@ def test_bad_configuration_is_refused():
         tiny(demos=0).validate()
     with pytest.raises(ValueError, match="demo_schedule"):
         tiny(demo_schedule="whenever").validate()
+    with pytest.raises(ValueError, match="demo_questions must be one of"):
+        tiny(demo_questions="some").validate()
 
 
 @pytest.mark.parametrize("name", ["ShortestPath", "PermutationPower"])
