@@ -101,8 +101,8 @@ def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monk
 
 @pytest.mark.parametrize("demo_questions", ["curriculum", "all"])
 def test_demonstrations_cover_the_curriculum_or_every_question(demo_questions, tmp_path):
-    """"curriculum": H demonstrates on questions of X's current level (k <= 3 at the first level
-    of permutation powering) and context size; "all": on the whole distribution at the full size,
+    """With "curriculum" H demonstrates on questions of X's current level (k <= 3 at the first level
+    of permutation powering) and context size; with "all" on the whole distribution at the full size,
     whatever the curriculum, so H' sees every kind of decomposition before X gets there."""
     cfg = tiny(
         task="PermutationPower",
