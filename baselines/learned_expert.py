@@ -199,24 +199,37 @@ class ExpertModel(nn.Module):
         keys = self.pointer_key(tokens + x[:, :, None, :]).reshape(b, r * w, -1)
         flat = records.reshape(b, r * w)
         hidden = (flat == PAD)[:, None, :] | ~causal.repeat_interleave(w, dim=1)[None]  # (B, R, R * W)
-        nothing = torch.zeros_like(flat, dtype=torch.bool)
         if last_only:
             x, match, hidden, r = x[:, -1:], match[:, -1:], hidden[:, -1:], 1
         queries = self.slot_norm(F.gelu(self.slots(x)).view(b, r, self.lq, -1))
+        queries = torch.cat([queries, x[:, :, None, :]], dim=2)  # and the final answer's: x itself
+        never = float("-inf")
+        logits = all_pointers(self.pointers, queries, keys, match).masked_fill(hidden[:, :, None], never)
         sources = flat  # the token each pointer position outputs
         if self.successor_pointers is not None:
             successor = self.successor[flat]
             sources = torch.cat([flat, successor], dim=-1)
             hidden_successor = hidden | (successor == PAD)[:, None, :]
-        out = []
-        for j, pointer in enumerate(self.pointers):
-            q = queries[:, :, j] if j < self.lq else x
-            logits = pointer(q, keys, match, nothing).masked_fill(hidden, float("-inf"))
-            if self.successor_pointers is not None:
-                plus_one = self.successor_pointers[j](q, keys, match, nothing)
-                logits = torch.cat([logits, plus_one.masked_fill(hidden_successor, float("-inf"))], -1)
-            out.append(copy_mixture(self.vocab_head(q), logits, sources))
-        return self.stop(x).squeeze(-1), torch.stack(out[: self.lq], dim=2), out[self.lq]
+            plus_one = all_pointers(self.successor_pointers, queries, keys, match)
+            logits = torch.cat([logits, plus_one.masked_fill(hidden_successor[:, :, None], never)], -1)
+        out = copy_mixture(self.vocab_head(queries).flatten(1, 2), logits.flatten(1, 2), sources)
+        out = out.view(b, r, self.lq + 1, -1)
+        return self.stop(x).squeeze(-1), out[:, :, : self.lq], out[:, :, self.lq]
+
+
+def all_pointers(
+    pointers: nn.ModuleList, queries: torch.Tensor, keys: torch.Tensor, match: torch.Tensor
+) -> torch.Tensor:
+    """`Pointer` j applied to queries[:, :, j] for every j at once (B, R, J, R' * W): the same
+    sums as one call each, in a few batched products (H' has one pointer per output token, and
+    tiny ones: one call each was most of an ia-learned-h step)."""
+    b, r, j, d = queries.shape
+    weight = torch.stack([p.query.weight for p in pointers])  # (J, d, d)
+    bias = torch.stack([p.query.bias for p in pointers])  # (J, d)
+    q = torch.einsum("brjd,jed->brje", queries, weight) + bias
+    logits = torch.einsum("brjd,bpd->brjp", q, keys) / math.sqrt(d)
+    by_match = torch.einsum("brsf,jwf->brjsw", match, torch.stack([p.match.weight for p in pointers]))
+    return logits + by_match.reshape(b, r, j, -1)
 
 
 def score(

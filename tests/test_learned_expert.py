@@ -126,6 +126,21 @@ def test_demonstrations_cover_the_curriculum_or_every_question(demo_questions, t
         assert k.max() > 3
 
 
+def test_all_pointers_at_once_equal_one_call_each():
+    """H' scores its output tokens' pointers in a few batched products: the same logits as
+    calling each `Pointer` on its own query."""
+    from baselines.model import Pointer
+
+    torch.manual_seed(0)
+    d, features, width, j = 16, 7, 3, 5
+    pointers = torch.nn.ModuleList(Pointer(d, features, width) for _ in range(j))
+    queries, keys = torch.randn(2, 4, j, d), torch.randn(2, 4 * width, d)
+    match = torch.randn(2, 4, 4, features)
+    nothing = torch.zeros(2, 4 * width, dtype=torch.bool)
+    one_each = torch.stack([p(queries[:, :, i], keys, match, nothing) for i, p in enumerate(pointers)], 2)
+    torch.testing.assert_close(learned_expert.all_pointers(pointers, queries, keys, match), one_each)
+
+
 def test_budget_refuses_past_its_total():
     task = make_task("PermutationPower", 8)
     budget = DemoBudget(5)
