@@ -317,3 +317,24 @@ def test_training_never_reads_the_ground_truth(name, tmp_path, monkeypatch):
     )
     trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
     assert trainer.step == cfg.steps and trainer.run.counts["demonstrations"] == 37
+
+
+def test_bar_compares_the_two_experts_at_the_same_step():
+    """Issue 4's bar script: the gap is read at the step budget (a longer run counts at that
+    step), a run with no evaluation there fails the bar, and so does a gap over 1 point."""
+    from baselines.bar_learned_h import verdict
+
+    def result(curve, demos=None):
+        final = {"accuracy": curve[-1][1]}
+        if demos is not None:
+            final["expert"] = {"demonstrations_used": demos}
+        curve_rows = [{"step": s, "accuracy": a} for s, a in curve]
+        return {"curve": curve_rows, "final": final, "steps": curve[-1][0]}
+
+    ia = result([(500, 0.80), (1000, 0.900), (1500, 0.99)])
+    assert verdict(ia, result([(1000, 0.895)], demos=20_000), 1000)["met"]
+    assert verdict(ia, result([(1000, 0.91)], demos=20_000), 1000)["gap"] < 0
+    assert not verdict(ia, result([(1000, 0.88)], demos=20_000), 1000)["met"]  # 2 points behind
+    assert not verdict(ia, result([(1000, 0.9)], demos=60_000), 1000)["met"]  # over the budget
+    assert not verdict(ia, result([(500, 0.9)], demos=20_000), 1000)["met"]  # stopped early
+    assert not verdict(None, result([(1000, 0.9)], demos=20_000), 1000)["met"]
