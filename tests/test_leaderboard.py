@@ -93,6 +93,7 @@ def test_the_main_table_shows_the_default_setting_when_seeds_tie():
 # -- result files -----------------------------------------
 def test_committed_result_files_are_valid():
     assert load_results(ROOT / "leaderboard" / "results")
+    assert load_results(ROOT / "leaderboard" / "learned-h-bar" / "results")  # issue 4's bar runs
 
 
 @pytest.mark.parametrize(
