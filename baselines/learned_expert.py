@@ -221,8 +221,8 @@ def all_pointers(
     pointers: nn.ModuleList, queries: torch.Tensor, keys: torch.Tensor, match: torch.Tensor
 ) -> torch.Tensor:
     """`Pointer` j applied to queries[:, :, j] for every j at once (B, R, J, R' * W): the same
-    sums as one call each, in a few batched products (H' has one pointer per output token, and
-    tiny ones: one call each was most of an ia-learned-h step)."""
+    sums as one call each, in a few batched products (H' has one small pointer per output token;
+    one call each made an H' optimiser step 1.1-1.4x slower)."""
     b, r, j, d = queries.shape
     weight = torch.stack([p.query.weight for p in pointers])  # (J, d, d)
     bias = torch.stack([p.query.bias for p in pointers])  # (J, d)
