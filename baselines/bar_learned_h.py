@@ -40,20 +40,20 @@ def specs(
     return grid(tasks, ("ia", "ia-learned-h"), sizes, [seed], settings, runs_dir, results_dir)
 
 
-def accuracy_at(result: dict[str, Any] | None, steps: int) -> float | None:
-    """The test accuracy of the evaluation at step `steps` (None: the run has none there)."""
+def evaluation_at(result: dict[str, Any] | None, steps: int) -> dict[str, Any] | None:
+    """The run's evaluation (curve row) at step `steps` (None: no result, or none there)."""
     if result is None:
         return None
-    return next((row["accuracy"] for row in result["curve"] if row["step"] == steps), None)
+    return next((row for row in result["curve"] if row["step"] == steps), None)
 
 
 def verdict(ia: dict[str, Any] | None, learned: dict[str, Any] | None, steps: int) -> dict[str, Any]:
     """One task and size: the gap in accuracy at `steps`, the demonstrations used, and whether
     the bar holds (both runs must have an evaluation at `steps`)."""
-    at = [accuracy_at(r, steps) for r in (ia, learned)]
+    at = [evaluation_at(r, steps) for r in (ia, learned)]
     if None in at:
         return {"gap": None, "demos": None, "met": False}
-    gap = at[0] - at[1]
+    gap = at[0]["accuracy"] - at[1]["accuracy"]
     demos = learned["final"]["expert"]["demonstrations_used"]
     return {"gap": gap, "demos": demos, "met": gap <= MAX_GAP and demos <= MAX_DEMOS}
 
@@ -61,7 +61,7 @@ def verdict(ia: dict[str, Any] | None, learned: dict[str, Any] | None, steps: in
 def describe(result: dict[str, Any] | None, steps: int) -> str:
     if result is None:
         return "no result file"
-    row = next((row for row in result["curve"] if row["step"] == steps), None)
+    row = evaluation_at(result, steps)
     if row is None:
         return f"no evaluation at step {steps:,} (trained {result['steps']:,} steps)"
     text = f"{100 * row['accuracy']:.1f}% at step {steps:,}, {row['wall_seconds'] / 60:.1f} min"
