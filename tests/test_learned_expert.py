@@ -338,3 +338,22 @@ def test_bar_compares_the_two_experts_at_the_same_step():
     assert not verdict(ia, result([(1000, 0.9)], demos=60_000), 1000)["met"]  # over the budget
     assert not verdict(ia, result([(500, 0.9)], demos=20_000), 1000)["met"]  # stopped early
     assert not verdict(None, result([(1000, 0.9)], demos=20_000), 1000)["met"]
+
+
+def test_bar_set_changes_only_the_learned_runs(tmp_path, capsys):
+    """`--set` names ia-learned-h's run with those settings (not the default one), leaves IA's
+    run as it is, and the report says which settings differ."""
+    from baselines.bar_learned_h import main, specs
+
+    def names(changed):
+        runs = specs([8], 1000, 0, str(tmp_path), str(tmp_path), 1, ["ShortestPath"], changed)
+        return {s.method: s.name for s in runs}
+
+    default, spread = names(None), names({"demos": 50_000, "demos_per_step": 50})
+    assert default["ia"] == spread["ia"] and default["ia-learned-h"] != spread["ia-learned-h"]
+    rows = main(["--results-dir", str(tmp_path), "--tasks", "ShortestPath", "--set", "demos_per_step=50"])
+    assert [r["task"] for r in rows] == ["ShortestPath"] and not rows[0]["met"]
+    out = capsys.readouterr().out
+    assert "ia-learned-h's settings changed from its defaults: {'demos_per_step': 50}" in out
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        main(["--results-dir", str(tmp_path), "--set", "demos_per_step"])
