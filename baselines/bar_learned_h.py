@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--train", action="store_true", help="train the missing runs first")
     parser.add_argument("--jobs", type=int, default=1, help="with --train: runs at a time")
+    parser.add_argument("--threads", type=int, help="with --train: torch threads per run (2 // jobs)")
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings of ia-learned-h alone, JSON"
     )
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     changed = parse_settings(args.set)
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
-    threads = max(1, 2 // max(1, args.jobs))
+    threads = args.threads or max(1, 2 // max(1, args.jobs))
     runs = specs(
         args.sizes, args.steps, args.seed, args.results_dir, args.runs_dir, threads, args.tasks, changed
     )
