@@ -43,6 +43,15 @@
         sequential assignment, size 8, supervised, seed 0, 1 thread, 3 registers, 2 layers x 6
         loops: 90% at step 1,300, 92.4% at 3,000 (the plain X: 82.7% at 800, 68.0% after 3
         minutes); about 2x the plain X's step cost.
+    route initialisation (options, off by default): `route_stay_prior` is every decoder layer's
+        initial logit for "stay at the current fact" over its other routes, `route_init_std` the
+        std of the route weights that read the question state (default 0.02, like every weight).
+        IA on permutation powering starts on k = 2, 3 alone. With the defaults the routes start
+        near uniform over 8 options (the fact a question ends at is a blur) and k = 3 differs from
+        k = 2 only through tiny weights: at size 16 X learned k = 2 and stayed wrong on k = 3,
+        passing the first level at step 496 on seed 0 and not within 500 steps on seeds 1 and 2.
+        With a stay prior of 3 and a std of 0.1, seeds 0-4 passed it at steps 240, 246, 122, 141
+        and (seed 4) not within 500; the prior alone passed 2 of 3 seeds, the std alone 1 of 3.
     chain reach (option, off by default): for every question and fact, whether the fact reaches,
         within t = 0, 1, ..., `reach_hops` - 1 chain hops (fact f's last token is the next fact's
         first token), a fact whose last token is the question's last token, as `reach_hops` more
@@ -88,6 +97,10 @@ class ModelConfig:
     registers: int = 0  # extra per-fact registers the encoder may copy tokens into (0 = off)
     reach_hops: int = 0  # chain-reach features of the decoder, for 0 .. reach_hops - 1 hops (0 = off)
     encoder_loops: int = 1  # the encoder's layers applied this many times, weights shared
+    # the routes' initialisation: the "stay at the current fact" option's initial logit over the
+    # others, and the std of the weights that read the question state (see the module docstring)
+    route_stay_prior: float = 0.0
+    route_init_std: float = 0.02
 
     # Settings added after results were published, with the value that reproduces the model from
     # before they existed: a result file (which lists every setting) that lacks one trained that.
@@ -102,16 +115,26 @@ class ModelConfig:
         "registers": 0,
         "reach_hops": 0,
         "encoder_loops": 1,
+        "route_stay_prior": 0.0,
+        "route_init_std": 0.02,
     }
     # Settings added after runs were named by their full model settings: at their BEFORE_ADDED
     # value they are left out of run names and setting ids (`naming_settings`), so the runs from
     # before they existed keep their names and their rows. A setting added from now on goes here.
-    UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = ("registers", "reach_hops", "encoder_loops")
+    UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = (
+        "registers",
+        "reach_hops",
+        "encoder_loops",
+        "route_stay_prior",
+        "route_init_std",
+    )
     LINKS: ClassVar[tuple[str, ...]] = ("relations", "softmax")
 
     def validate(self) -> None:
         if self.link not in self.LINKS:
             raise ValueError(f"model setting link must be one of {list(self.LINKS)}, got {self.link!r}")
+        if self.route_init_std < 0:
+            raise ValueError(f"model setting route_init_std must be >= 0, got {self.route_init_std!r}")
         if self.relation_scale <= 0:
             raise ValueError(f"model setting relation_scale must be > 0, got {self.relation_scale!r}")
         for name, least in (("registers", 0), ("reach_hops", 0), ("encoder_loops", 1)):
@@ -367,6 +390,15 @@ class Answerer(nn.Module):
             with torch.no_grad():
                 self.link_relations[(fact_len - 1) * fact_len] = cfg.chain_prior
                 self.start_relations[(question_len - 1) * fact_len] = cfg.chain_prior
+        before = ModelConfig.BEFORE_ADDED
+        if self.levels and cfg.route_init_std != before["route_init_std"]:  # (else: as _init drew them)
+            with torch.no_grad():
+                for route in self.route:
+                    route.weight.normal_(0.0, cfg.route_init_std)
+        if self.levels and cfg.route_stay_prior != before["route_stay_prior"]:
+            with torch.no_grad():
+                for route in self.route:
+                    route.bias[0] = cfg.route_stay_prior
 
     @staticmethod
     def _init(m: nn.Module) -> None:

@@ -167,9 +167,8 @@ class Run:
         if not self.checkpoint_path.exists():
             return None
         state = torch.load(self.checkpoint_path, weights_only=False)
-        budget = ("steps", "max_minutes")  # a resume may extend the budget, nothing else
-        theirs = {k: v for k, v in state["config"].items() if k not in budget}
-        ours = {k: v for k, v in asdict(self.cfg).items() if k not in budget}
+        theirs = resumable_settings(state["config"], self.cfg)
+        ours = resumable_settings(asdict(self.cfg), self.cfg)
         if state["method"] != self.method or theirs != ours:
             changed = sorted(k for k in ours if theirs.get(k) != ours[k])
             raise ValueError(
@@ -235,6 +234,18 @@ class Run:
 
 # settings that change how a run is watched or budgeted, not what it learns
 NOT_IN_CONFIG_ID = ("steps", "max_minutes", "eval_every", "checkpoint_every", "threads")
+
+
+def resumable_settings(config: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """The settings a checkpoint must share with a run that resumes it: all but the budget
+    (`steps`, `max_minutes`, which a resume may extend), and settings added since the checkpoint
+    was written count as their value from before (so a checkpoint from before `route_init_std`
+    existed resumes a run with it at 0.02, not at 0.1)."""
+    settings = naming_settings(
+        {k: v for k, v in config.items() if k not in ("steps", "max_minutes")}, type(cfg)
+    )
+    settings["model_overrides"] = naming_settings(settings.get("model_overrides", {}))
+    return settings
 
 
 def config_id(cfg: TrainConfig) -> str:

@@ -419,6 +419,53 @@ def test_bad_configuration_is_refused():
             tiny(SupervisedConfig, model_overrides={"encoder_loops": value}).validate()
 
 
+def test_route_initialisation_options_change_only_the_routes():
+    """route_stay_prior sets every decoder layer's initial "stay" logit, route_init_std redraws
+    the route weights at that std; every other parameter is as the default model draws it, and
+    at their defaults the model is the one from before the options existed."""
+    task = make_task("PermutationPower", 16)
+    torch.manual_seed(0)
+    default = tiny_model(task).state_dict()
+    torch.manual_seed(0)
+    changed = tiny_model(task, route_stay_prior=3.0, route_init_std=0.5).state_dict()
+    assert default.keys() == changed.keys()
+    for key, value in default.items():
+        if key.startswith("route."):
+            continue
+        assert torch.equal(value, changed[key]), key
+    weights = torch.cat([changed[k].flatten() for k in changed if k.startswith("route.") and "weight" in k])
+    assert 0.4 < float(weights.std()) < 0.6
+    for key in (k for k in changed if k.startswith("route.") and k.endswith("bias")):
+        assert changed[key][0] == 3.0 and not changed[key][1:].any() and not default[key].any()
+    with pytest.raises(ValueError, match="route_init_std must be >= 0"):
+        tiny(SupervisedConfig, model_overrides={"route_init_std": -0.1}).validate()
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes(tmp_path):
+    """A checkpoint whose config lacks settings added since (a run started on an older version)
+    resumes where they are at their value from before, and is refused where they are not."""
+    from baselines.model import ModelConfig
+
+    cfg = tiny(IAConfig, steps=4)
+    train("ia", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    checkpoint = next(tmp_path.glob("*/checkpoint.pt"))
+    state = torch.load(checkpoint, weights_only=False)
+    for key in ModelConfig.UNNAMED_AT_BEFORE:
+        del state["config"]["model_overrides"][key]
+    for key in IAConfig.UNNAMED_AT_BEFORE:
+        del state["config"][key]
+    torch.save(state, checkpoint)
+    resumed = train(
+        "ia", tiny(IAConfig, steps=6), runs_dir=tmp_path, results_dir=tmp_path, resume=True, quiet=True
+    )
+    assert resumed.step == 6
+    state = torch.load(checkpoint, weights_only=False)
+    state["config"]["model_overrides"]["route_stay_prior"] = 3.0  # trained with another value
+    torch.save(state, checkpoint)
+    with pytest.raises(ValueError, match=r"differs in: \['model_overrides'\]"):
+        train("ia", tiny(IAConfig, steps=8), runs_dir=tmp_path, results_dir=tmp_path, resume=True, quiet=True)
+
+
 def test_encoder_loops_apply_the_same_layers_again():
     """encoder_loops repeats the encoder's layers with their weights shared: no new parameters,
     and encoding equals running the one-loop encoder's layers twice in a row."""
