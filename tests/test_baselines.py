@@ -720,3 +720,17 @@ def test_chain_reach_is_a_breadth_first_search_on_shortest_path():
     assert torch.equal(hit[~is_number].sum(-1), torch.zeros(int((~is_number).sum())))
     fewest = 1 + 16 - hit[is_number].sum(-1)  # cumulative: ones from hop d - 1 on
     assert torch.equal(fewest.long(), torch.from_numpy(distance[is_number]).long())
+
+
+def test_the_first_level_probe_reports_each_seed(capsys):
+    """`python -m baselines.first_level` trains IA from scratch per seed and reports when it left
+    the first level (or that it did not), its agreement trace and X's accuracy on k = 2 and 3."""
+    from baselines.first_level import main
+
+    rows = main(["--seeds", "3", "--size", "4", "--steps", "60", "--set", "curriculum_min_steps=1"])
+    assert [r["seed"] for r in rows] == [3]
+    for row in rows:
+        assert row["passed_at"] is None or 1 <= row["passed_at"] <= 60
+        assert len(row["agreement"]) == (60 if row["passed_at"] is None else row["passed_at"]) // 50
+        assert 0.0 <= row["k2"] <= 1.0 and 0.0 <= row["k3"] <= 1.0
+    assert "of 1 seeds; settings {'curriculum_min_steps': 1}" in capsys.readouterr().out
