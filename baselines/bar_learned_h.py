@@ -7,12 +7,13 @@ of IA with the scripted H, on every task, using at most 50,000 demonstrations.
     python -m baselines.bar_learned_h --tasks ShortestPath --set demos=50000 demos_per_step=50
 
 Both methods run with their defaults (or, with `--set`, ia-learned-h with those settings changed:
-e.g. a demonstration budget spread over the whole run; the report names them), seed 0, for the
-same number of optimiser steps (X's updates: `--steps`, default 1,000), so the comparison is of
-the targets each expert makes, not of their speed: an ia-learned-h step also trains H' and decodes
-with it, and costs more (the wall seconds of both are printed beside the accuracies). "Within 1
-point" is on the accuracy on the fixed test set at step `--steps` (the evaluation there, so a run
-trained further still counts at that step); a run that stopped before `--steps` does not count.
+e.g. a demonstration budget spread over the whole run; with `--set-both`, both methods: e.g. an
+option of X; the report names them), seed 0, for the same number of optimiser steps (X's updates:
+`--steps`, default 1,000), so the comparison is of the targets each expert makes, not of their
+speed: an ia-learned-h step also trains H' and decodes with it, and costs more (the wall seconds
+of both are printed beside the accuracies). "Within 1 point" is on the accuracy on the fixed test
+set at step `--steps` (the evaluation there, so a run trained further still counts at that step);
+a run that stopped before `--steps` does not count.
 
 The results live in leaderboard/learned-h-bar/results (weights beside, in .../weights), not in
 leaderboard/results: a run's file is named by its configuration, not its budget, and IA's
@@ -44,9 +45,11 @@ def specs(
     threads: int,
     tasks: list[str],
     changed_learned: dict[str, Any] | None = None,
+    changed: dict[str, Any] | None = None,
 ) -> list[RunSpec]:
-    """IA with its defaults, and ia-learned-h with its defaults and `changed_learned`."""
-    settings = {"steps": steps, "max_minutes": MAX_MINUTES, "threads": threads}
+    """IA with its defaults and `changed`, ia-learned-h with its defaults, `changed` and
+    `changed_learned`."""
+    settings = {**(changed or {}), "steps": steps, "max_minutes": MAX_MINUTES, "threads": threads}
     learned = {**settings, **(changed_learned or {})}
     return [
         *grid(tasks, ("ia",), sizes, [seed], settings, runs_dir, results_dir),
@@ -107,13 +110,24 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings of ia-learned-h alone, JSON"
     )
+    parser.add_argument(
+        "--set-both", nargs="*", default=[], metavar="KEY=VALUE", help="settings of both methods, JSON"
+    )
     args = parser.parse_args(argv)
-    changed = parse_settings(args.set)
+    changed, changed_both = parse_settings(args.set), parse_settings(args.set_both)
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     threads = args.threads or max(1, 2 // max(1, args.jobs))
     runs = specs(
-        args.sizes, args.steps, args.seed, args.results_dir, args.runs_dir, threads, args.tasks, changed
+        args.sizes,
+        args.steps,
+        args.seed,
+        args.results_dir,
+        args.runs_dir,
+        threads,
+        args.tasks,
+        changed,
+        changed_both,
     )
     if args.train:
         run_grid(runs, jobs=args.jobs)
@@ -122,6 +136,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         f"issue 4: ia-learned-h within {100 * MAX_GAP:.0f} point of ia (scripted H) after {args.steps:,} "
         f"steps each, <= {MAX_DEMOS:,} demonstrations; seed {args.seed}"
     )
+    if changed_both:
+        print(f"both methods' settings changed from their defaults: {changed_both}")
     if changed:
         print(f"ia-learned-h's settings changed from its defaults: {changed}")
     rows = []

@@ -357,3 +357,23 @@ def test_bar_set_changes_only_the_learned_runs(tmp_path, capsys):
     assert "ia-learned-h's settings changed from its defaults: {'demos_per_step': 50}" in out
     with pytest.raises(ValueError, match="KEY=VALUE"):
         main(["--results-dir", str(tmp_path), "--set", "demos_per_step"])
+    # settings of both methods change both runs' names, and the report says so
+    both = {"model_overrides": {"route_stay_prior": 3.0}}
+    runs = specs([8], 1000, 0, str(tmp_path), str(tmp_path), 1, ["ShortestPath"], None, both)
+    assert {s.method: s.name for s in runs}.keys() == default.keys()
+    assert all(s.name not in default.values() for s in runs)
+    main(
+        [
+            "--results-dir",
+            str(tmp_path),
+            "--tasks",
+            "ShortestPath",
+            "--set-both",
+            'model_overrides={"route_stay_prior": 3.0}',
+        ]
+    )
+    out = capsys.readouterr().out
+    assert (
+        "both methods' settings changed from their defaults: {'model_overrides': {'route_stay_prior': 3.0}}"
+        in out
+    )
