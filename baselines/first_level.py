@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for seed in args.seeds:
         row = probe(seed, args.size, args.steps, settings)
         rows.append(row)
-        passed = f"step {row['passed_at']}" if row["passed_at"] else f"not within {args.steps} steps"
+        passed = f"at step {row['passed_at']}" if row["passed_at"] else f"not within {args.steps} steps"
         print(
-            f"seed {seed}: first level passed at {passed}; agreement every 50 steps {row['agreement']}; "
+            f"seed {seed}: first level passed {passed}; agreement every 50 steps {row['agreement']}; "
             f"X right on k = 2: {row['k2']:.0%}, k = 3: {row['k3']:.0%}",
             flush=True,
         )

@@ -48,10 +48,10 @@
         std of the route weights that read the question state (default 0.02, like every weight).
         IA on permutation powering starts on k = 2, 3 alone. With the defaults the routes start
         near uniform over 8 options (the fact a question ends at is a blur) and k = 3 differs from
-        k = 2 only through tiny weights: at size 16 X learned k = 2 and stayed wrong on k = 3,
-        passing the first level at step 496 on seed 0 and not within 500 steps on seeds 1 and 2.
-        With a stay prior of 3 and a std of 0.1, seeds 0-4 passed it at steps 240, 246, 122, 141
-        and (seed 4) not within 500; the prior alone passed 2 of 3 seeds, the std alone 1 of 3.
+        k = 2 only through tiny weights: at size 16 X often learned k = 2 and stayed wrong on k = 3.
+        `python -m baselines.first_level --seeds 0 1 2 3 4`: seeds 0-4 passed the first level at
+        steps 496, -, -, 117, - (-: not within 500); with a stay prior of 3 and a std of 0.1 at
+        240, 246, 122, 141, -. The prior alone passed 2 of seeds 0-2, the std alone 1 of 3.
     chain reach (option, off by default): for every question and fact, whether the fact reaches,
         within t = 0, 1, ..., `reach_hops` - 1 chain hops (fact f's last token is the next fact's
         first token), a fact whose last token is the question's last token, as `reach_hops` more
