@@ -390,14 +390,12 @@ class Answerer(nn.Module):
             with torch.no_grad():
                 self.link_relations[(fact_len - 1) * fact_len] = cfg.chain_prior
                 self.start_relations[(question_len - 1) * fact_len] = cfg.chain_prior
-        before = ModelConfig.BEFORE_ADDED
-        if self.levels and cfg.route_init_std != before["route_init_std"]:  # (else: as _init drew them)
+        if self.levels:  # route initialisation; at the defaults the weights stay as _init drew them
+            redraw = cfg.route_init_std != ModelConfig.BEFORE_ADDED["route_init_std"]
             with torch.no_grad():
                 for route in self.route:
-                    route.weight.normal_(0.0, cfg.route_init_std)
-        if self.levels and cfg.route_stay_prior != before["route_stay_prior"]:
-            with torch.no_grad():
-                for route in self.route:
+                    if redraw:
+                        route.weight.normal_(0.0, cfg.route_init_std)
                     route.bias[0] = cfg.route_stay_prior
 
     @staticmethod
