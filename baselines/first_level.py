@@ -6,7 +6,7 @@ initialisation" in baselines/model.py). Writes nothing; prints one line per seed
     python -m baselines.first_level --seeds 0 1 2 3 4 \\
         --set 'model_overrides={"route_stay_prior": 3.0, "route_init_std": 0.1}'
 
-For each seed: the step at which the curriculum left level 1 (or "not passed"), the running
+For each seed: the step at which the curriculum left level 1 (or "not within N steps"), the running
 agreement every 50 steps, and on 512 fresh questions of k = 2 and k = 3 the share X answers
 right. Measured with one thread, IA at size 16 takes about 0.17 s a step here.
 """

@@ -167,8 +167,8 @@ class Run:
         if not self.checkpoint_path.exists():
             return None
         state = torch.load(self.checkpoint_path, weights_only=False)
-        theirs = resumable_settings(state["config"], self.cfg)
-        ours = resumable_settings(asdict(self.cfg), self.cfg)
+        theirs = comparable_settings(state["config"], self.cfg)
+        ours = comparable_settings(asdict(self.cfg), self.cfg)
         if state["method"] != self.method or theirs != ours:
             changed = sorted(k for k in ours if theirs.get(k) != ours[k])
             raise ValueError(
@@ -236,14 +236,15 @@ class Run:
 NOT_IN_CONFIG_ID = ("steps", "max_minutes", "eval_every", "checkpoint_every", "threads")
 
 
-def resumable_settings(config: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
-    """The settings a checkpoint must share with a run that resumes it: all but the budget
-    (`steps`, `max_minutes`, which a resume may extend), and settings added since the checkpoint
-    was written count as their value from before (so a checkpoint from before `route_init_std`
-    existed resumes a run with it at 0.02, not at 0.1)."""
-    settings = naming_settings(
-        {k: v for k, v in config.items() if k not in ("steps", "max_minutes")}, type(cfg)
-    )
+def comparable_settings(
+    config: dict[str, Any], cfg: TrainConfig, leave_out: tuple[str, ...] = ("steps", "max_minutes")
+) -> dict[str, Any]:
+    """A config's settings without `leave_out`, where settings added later count as their value
+    from before (`naming_settings`, for the method's and the model's): what names a run
+    (`config_id`), and what a checkpoint must share with a run that resumes it (all but the
+    budget, which a resume may extend; so a checkpoint from before `route_init_std` existed
+    resumes a run with it at 0.02, not at 0.1)."""
+    settings = naming_settings({k: v for k, v in config.items() if k not in leave_out}, type(cfg))
     settings["model_overrides"] = naming_settings(settings.get("model_overrides", {}))
     return settings
 
@@ -251,9 +252,7 @@ def resumable_settings(config: dict[str, Any], cfg: TrainConfig) -> dict[str, An
 def config_id(cfg: TrainConfig) -> str:
     """8 hex digits naming the configuration, so runs that differ in any setting that shapes
     training never share a folder or a result file."""
-    settings = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_CONFIG_ID}
-    settings = naming_settings(settings, type(cfg))
-    settings["model_overrides"] = naming_settings(settings["model_overrides"])
+    settings = comparable_settings(asdict(cfg), cfg, NOT_IN_CONFIG_ID)
     if cfg.lr_schedule != "constant":  # the schedule is stretched over the step budget
         settings["steps"] = cfg.steps
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
