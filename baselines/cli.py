@@ -121,7 +121,7 @@ def eval_main(argv: list[str]) -> dict[str, Any]:
     args = parser.parse_args(argv)
     from baselines.common import EvalSet, build_model
 
-    state = torch.load(args.checkpoint, weights_only=False)
+    state = torch.load(args.checkpoint, weights_only=False, map_location="cpu")
     method = get_method(state["method"])
     cfg = method.config(**state["config"])
     if "agent" in state:  # an SB3 agent (ppo, a2c), saved whole inside the checkpoint

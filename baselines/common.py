@@ -33,7 +33,7 @@ class TrainConfig:
     in `BEFORE_ADDED` with the value that reproduces that behaviour: result files written earlier
     lack it, and are read as having trained with that value."""
 
-    BEFORE_ADDED: ClassVar[dict[str, Any]] = {"curriculum_oversample": 16}
+    BEFORE_ADDED: ClassVar[dict[str, Any]] = {"curriculum_oversample": 16, "device": "cpu"}
     # Settings added after runs were named by all their settings: at their BEFORE_ADDED value
     # they are left out of run names (`baselines.model.naming_settings`), so the runs from before they
     # existed keep their names. A setting added from now on goes here (and in BEFORE_ADDED).
@@ -72,6 +72,10 @@ class TrainConfig:
     eval_questions_per_context: int = 16
     checkpoint_every: int = 250
     threads: int = 2
+    # where X trains: "cpu", or "cuda" / "cuda:N" (an option for whoever has a GPU; every number
+    # in this project is measured on the CPU, where seeded runs are reproducible; on a GPU they
+    # need not be). The task engine and the expert run on the CPU either way.
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         # every model setting is written out, so a result file names exactly the model it trained
@@ -102,6 +106,7 @@ class TrainConfig:
             raise ValueError(f"curriculum_oversample must be >= 1, got {self.curriculum_oversample!r}")
         if not 0 < self.curriculum_threshold <= 1:
             raise ValueError("curriculum_threshold must be in (0, 1]")
+        check_device(self.device)
         self.model_config()
 
     def lr_factor(self, step: int) -> float:
@@ -122,8 +127,27 @@ class TrainConfig:
         return self.curriculum
 
 
+def check_device(device: str) -> torch.device:
+    """`device` as a torch device, or a ValueError naming what is wrong with it."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from error
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} GPU(s)")
+    return dev
+
+
 def build_model(cfg: TrainConfig, task: Task) -> Answerer:
-    return Answerer(cfg.model_config(), len(task.vocab), task.fact_len, task.question_len)
+    """X, initialised on the CPU (so a seed gives the same weights on every device), then moved
+    to `cfg.device`."""
+    model = Answerer(cfg.model_config(), len(task.vocab), task.fact_len, task.question_len)
+    return model.to(cfg.device)
 
 
 class Curriculum:
@@ -286,7 +310,7 @@ def predict(model: Answerer, facts: np.ndarray, questions: np.ndarray) -> np.nda
     was_training = model.training
     model.eval()
     try:
-        return model(torch.from_numpy(facts), torch.from_numpy(questions)).argmax(-1).numpy()
+        return model(torch.from_numpy(facts), torch.from_numpy(questions)).argmax(-1).cpu().numpy()
     finally:
         model.train(was_training)
 
@@ -309,7 +333,7 @@ def choose(logp: torch.Tensor, rng: np.random.Generator, temperature: float = 0.
     """Answer tokens from log-probabilities (..., vocab): the most likely (temperature 0), or a
     sample from softmax(logp / temperature) drawn with `rng` (Gumbel-max), so runs stay seeded.
     Temperature 0 draws nothing from `rng`."""
-    lp = logp.detach().numpy()
+    lp = logp.detach().cpu().numpy()
     if temperature <= 0:
         return lp.argmax(-1)
     gumbel = -np.log(-np.log(rng.random(lp.shape)))

@@ -162,9 +162,9 @@ def train_step(t: Trainer) -> dict[str, float]:
     # 3. apprentice: imitate the rewarded answers
     facts, questions, y_np, diff = buffer.sample(t.rng, cfg.batch_contexts)
     logp = t.model(torch.from_numpy(facts), torch.from_numpy(questions))
-    y = torch.from_numpy(y_np.reshape(-1))
+    y = torch.from_numpy(y_np.reshape(-1)).to(logp.device)
     loss = F.nll_loss(logp.reshape(len(y), -1), y)
     t.optimise(loss)
-    agree = logp.detach().argmax(-1).reshape(-1).numpy() == y_np.reshape(-1)
+    agree = logp.detach().argmax(-1).reshape(-1).cpu().numpy() == y_np.reshape(-1)
     t.curriculum.update(agree, diff.reshape(-1), hardest)
     return {**metrics, "loss": loss.item(), "train_agreement": float(agree.mean())}

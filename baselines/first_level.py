@@ -38,7 +38,7 @@ def accuracy_at_k(t: Trainer, k: int, contexts: int = 32, per_context: int = 16)
     with torch.no_grad():
         logp = t.model(torch.from_numpy(ctx.facts), torch.from_numpy(q.reshape(contexts, per_context, -1)))
     t.model.train()
-    answers = logp.argmax(-1).reshape(-1).numpy()
+    answers = logp.argmax(-1).reshape(-1).cpu().numpy()
     return float((answers == task.ground_truth(ctx, idx, q)[:, 0]).mean())
 
 

@@ -120,10 +120,11 @@ def train_step(t: Trainer, expert: Callable[[np.ndarray], ExpertProgram] | None 
     used = targets != UNKNOWN if cfg.skip_unknown_targets else np.ones(len(targets), bool)
     t.count("unknown_targets_skipped", int((~used).sum()))
     logp = logp.reshape(len(targets), -1)
-    kept = logp[torch.from_numpy(used)]
-    loss = F.nll_loss(kept, torch.from_numpy(targets[used])) if used.any() else logp.sum() * 0.0
+    kept = logp[torch.from_numpy(used).to(logp.device)]
+    kept_targets = torch.from_numpy(targets[used]).to(logp.device)
+    loss = F.nll_loss(kept, kept_targets) if used.any() else logp.sum() * 0.0
     t.optimise(loss)
     target.update(t.model)
-    agree = logp.detach().argmax(-1).numpy() == targets
+    agree = logp.detach().argmax(-1).cpu().numpy() == targets
     t.curriculum.update(agree[used], diff[used], hardest)
     return {"loss": loss.item(), "train_agreement": float(agree.mean()), "buffer": float(buffer.size)}

@@ -412,8 +412,9 @@ class Answerer(nn.Module):
     def encode(self, facts: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         """Fact states (B, F, d), fact mask (B, F), pointer keys (B, F * Lf, d), with doubling
         the maps (B, levels, F, F): fact -> fact of link^(2^l), and with registers the extra
-        registers (B, F, R, V). F is after `trim_padding`."""
-        facts = trim_padding(facts)
+        registers (B, F, R, V). F is after `trim_padding`. Inputs may be on the CPU: they are
+        moved to the model's device."""
+        facts = trim_padding(facts.to(self.fact_role.device))
         b, f, lf = facts.shape
         tokens = self.embed(facts) + self.fact_role  # (B, F, Lf, d)
         mask = (facts != 0).any(-1)
@@ -437,7 +438,7 @@ class Answerer(nn.Module):
         if match is None:
             match = token_matches(facts, facts)
         if self.cfg.link == "relations":  # a fact that no relation r links anywhere stays put
-            stay = torch.eye(f, dtype=x.dtype)[None]
+            stay = torch.eye(f, dtype=x.dtype, device=x.device)[None]
             link = mix_relations(match, mask, self.link_relations * self.cfg.relation_scale, stay)
         else:
             logits = self.link(match).squeeze(-1).masked_fill(~mask[:, None, :], float("-inf"))
@@ -456,7 +457,8 @@ class Answerer(nn.Module):
         """Log-probabilities (B, Q, vocab) of the answers to questions (B, Q, Lq), from `encode`'s
         memory of the same facts."""
         states, mask, keys, maps, regs = memory
-        facts = trim_padding(facts)
+        facts = trim_padding(facts.to(states.device))
+        questions = questions.to(states.device)
         b, q, _ = questions.shape
         f, lf = facts.shape[1:]
         fact_tokens = facts.reshape(b, -1)

@@ -165,7 +165,7 @@ def save_weights(model: torch.nn.Module, path: Path) -> str:
     from baselines.run import atomic_save
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     atomic_save({"format": 1, "model": state}, path)
     return sha256(path)
 
@@ -243,6 +243,8 @@ def config_without_seed(result: dict[str, Any]) -> dict[str, Any]:
         config = {**defaults, **config}
     if "model_overrides" in config:
         config["model_overrides"] = naming_settings(config["model_overrides"])
+    if config.get("device") == "cpu":  # where the run ran: a GPU run is a row of its own
+        ignore.add("device")
     return {k: v for k, v in config.items() if k not in ignore}
 
 
@@ -261,12 +263,13 @@ def _model_state(result: dict[str, Any], path: Path, checkpoint: Path | None) ->
     if checkpoint is None and weights_file.exists():
         if weights and sha256(weights_file) != weights["sha256"]:
             raise ResultError(f"{weights_file}: sha256 differs from the one {path.name} records")
-        return torch.load(weights_file, weights_only=True)["model"], weights_file, "weights"
+        state = torch.load(weights_file, weights_only=True, map_location="cpu")
+        return state["model"], weights_file, "weights"
     recorded = str(result.get("checkpoint", ""))  # relative to where `amp train` ran, or the repo
     candidates = [Path(checkpoint)] if checkpoint else [Path(recorded), path.parent.parent.parent / recorded]
     for ckpt in candidates:
         if ckpt.is_file():
-            state = torch.load(ckpt, weights_only=False)
+            state = torch.load(ckpt, weights_only=False, map_location="cpu")
             if state["step"] != result["steps"]:
                 raise ResultError(
                     f"{ckpt} is at step {state['step']} but {path.name} records step {result['steps']} "

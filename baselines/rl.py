@@ -214,7 +214,7 @@ def make_agent(cfg: RLConfig, env: gym.vector.VectorEnv | Any) -> Any:
             "features_extractor_kwargs": {"d": cfg.d_embed},
         }
     kwargs.update(cfg.algo_kwargs)
-    return algo_cls("MultiInputPolicy", env, seed=cfg.seed, device="cpu", verbose=0, **kwargs)
+    return algo_cls("MultiInputPolicy", env, seed=cfg.seed, device=cfg.device, verbose=0, **kwargs)
 
 
 def rebuild_policy(cfg: TrainConfig) -> nn.Module:
@@ -287,7 +287,7 @@ class RLTrainer(Trainer):
         self.env.close()
         self.env = cloudpickle.loads(state["envs"])
         algo = getattr(stable_baselines3, self.cfg.algo)
-        self.agent = algo.load(io.BytesIO(state["agent"]), env=self.env, device="cpu")
+        self.agent = algo.load(io.BytesIO(state["agent"]), env=self.env, device=self.cfg.device)
         self.agent._last_obs = state["last_obs"]
         self.agent._last_episode_starts = state["last_episode_starts"]
         self.model = self.agent.policy

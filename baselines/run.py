@@ -42,7 +42,9 @@ def git_commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def machine() -> dict[str, Any]:
+def machine(device: str = "cpu") -> dict[str, Any]:
+    """Where a run ran: the CPU's platform and library versions, and the GPU if it trained on one."""
+    gpu = {"gpu": torch.cuda.get_device_name(torch.device(device))} if device.startswith("cuda") else {}
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -51,6 +53,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
+        "device": device,
+        **gpu,
     }
 
 
@@ -166,7 +170,7 @@ class Run:
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_path.exists():
             return None
-        state = torch.load(self.checkpoint_path, weights_only=False)
+        state = torch.load(self.checkpoint_path, weights_only=False, map_location="cpu")
         theirs = comparable_settings(state["config"], self.cfg)
         ours = comparable_settings(asdict(self.cfg), self.cfg)
         if state["method"] != self.method or theirs != ours:
@@ -174,7 +178,7 @@ class Run:
             raise ValueError(
                 f"checkpoint {self.checkpoint_path} was written by a different method or config "
                 f"(differs in: {changed or 'method'}); resume with the same arguments "
-                "(only --steps and --max-minutes may change), or delete the run folder to start over"
+                "(only the budget, threads and device may change), or delete the run folder to start over"
             )
         self.curve, self.counts = state["curve"], state["counts"]
         self.wall_offset = state["wall"]
@@ -213,7 +217,7 @@ class Run:
             "seed": self.cfg.seed,
             "config": asdict(self.cfg),
             "commit": self.commit,
-            "machine": machine(),
+            "machine": machine(self.cfg.device),
             "command": " ".join(["amp", *sys.argv[1:]])
             if Path(sys.argv[0]).name == "amp"
             else " ".join(sys.argv),
@@ -233,17 +237,19 @@ class Run:
 
 
 # settings that change how a run is watched or budgeted, not what it learns
-NOT_IN_CONFIG_ID = ("steps", "max_minutes", "eval_every", "checkpoint_every", "threads")
+NOT_IN_CONFIG_ID = ("steps", "max_minutes", "eval_every", "checkpoint_every", "threads", "device")
+# what a resumed run may change: its budget, and where it runs
+RESUMABLE_CHANGES = ("steps", "max_minutes", "threads", "device")
 
 
 def comparable_settings(
-    config: dict[str, Any], cfg: TrainConfig, leave_out: tuple[str, ...] = ("steps", "max_minutes")
+    config: dict[str, Any], cfg: TrainConfig, leave_out: tuple[str, ...] = RESUMABLE_CHANGES
 ) -> dict[str, Any]:
     """A config's settings without `leave_out`, where settings added later count as their value
     from before (`naming_settings`, for the method's and the model's): what names a run
-    (`config_id`), and what a checkpoint must share with a run that resumes it (all but the
-    budget, which a resume may extend; so a checkpoint from before `route_init_std` existed
-    resumes a run with it at 0.02, not at 0.1)."""
+    (`config_id`), and what a checkpoint must share with a run that resumes it (all but
+    `RESUMABLE_CHANGES`: a resume may extend the budget, or move to other threads or a GPU; so
+    a checkpoint from before `route_init_std` existed resumes a run with it at 0.02, not 0.1)."""
     settings = naming_settings({k: v for k, v in config.items() if k not in leave_out}, type(cfg))
     settings["model_overrides"] = naming_settings(settings.get("model_overrides", {}))
     return settings

@@ -33,8 +33,8 @@ def train_step(t: Trainer) -> dict[str, float]:
     t.count("ground_truth_labels", len(labels))
     questions = q.reshape(cfg.batch_contexts, cfg.questions_per_context, -1)
     logp = t.model(torch.from_numpy(ctx.facts), torch.from_numpy(questions))
-    loss = F.nll_loss(logp.reshape(len(labels), -1), torch.from_numpy(labels))
+    loss = F.nll_loss(logp.reshape(len(labels), -1), torch.from_numpy(labels).to(logp.device))
     t.optimise(loss)
-    agree = logp.detach().argmax(-1).reshape(-1).numpy() == labels
+    agree = logp.detach().argmax(-1).reshape(-1).cpu().numpy() == labels
     t.curriculum.update(agree, difficulty, hardest)
     return {"loss": loss.item(), "train_agreement": float(agree.mean())}

@@ -466,6 +466,44 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes(tmp_path):
         train("ia", tiny(IAConfig, steps=8), runs_dir=tmp_path, results_dir=tmp_path, resume=True, quiet=True)
 
 
+def test_a_bad_device_is_refused_by_name():
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'"):
+        tiny(IAConfig, device="tpu").validate()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
+            tiny(IAConfig, device="cuda").validate()
+
+
+def test_a_run_resumes_with_other_threads_and_keeps_its_name(tmp_path):
+    """Threads and device say where a run runs, not what it learns: they leave its name alone,
+    and a checkpoint resumes under others (a run started on a laptop goes on elsewhere)."""
+    from baselines.run import config_id
+
+    assert config_id(tiny(IAConfig, threads=1)) == config_id(tiny(IAConfig, threads=2, device="cpu"))
+    dirs = {"runs_dir": tmp_path, "results_dir": tmp_path, "quiet": True}
+    train("ia", tiny(IAConfig, steps=4, threads=1), **dirs)
+    resumed = train("ia", tiny(IAConfig, steps=6, threads=2), resume=True, **dirs)
+    assert resumed.step == 6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method", ["supervised", "ia", "exit"])
+def test_a_run_trains_on_a_gpu_and_resumes_there_from_a_cpu_checkpoint(method, tmp_path):
+    from baselines.methods import get_method
+
+    config = get_method(method).config
+    dirs = {"runs_dir": tmp_path, "results_dir": tmp_path, "quiet": True}
+    train(method, tiny(config, steps=4), **dirs)
+    cuda = train(method, tiny(config, steps=8, device="cuda"), resume=True, **dirs)
+    assert cuda.step == 8 and next(cuda.model.parameters()).is_cuda
+    result = json.loads(cuda.result_path.read_text())
+    assert result["machine"]["device"] == "cuda" and result["machine"]["gpu"]
+    assert 0 <= result["final"]["accuracy"] <= 1
+    # and back: the GPU's checkpoint resumes on the CPU
+    back = train(method, tiny(config, steps=10), resume=True, **dirs)
+    assert back.step == 10 and not next(back.model.parameters()).is_cuda
+
+
 def test_encoder_loops_apply_the_same_layers_again():
     """encoder_loops repeats the encoder's layers with their weights shared: no new parameters,
     and encoding equals running the one-loop encoder's layers twice in a row."""
