@@ -307,6 +307,7 @@ class LearnedExpert:
         self.updates = 0  # H' optimiser steps so far
         self.eval_set = self._held_out_transcripts(cfg)
         self.last: dict[str, Any] = {}
+        self.last_targets: float | None = None  # `targets_agreement` at the last evaluation
 
     def _held_out_transcripts(self, cfg: LearnedHConfig) -> tuple[torch.Tensor, ...]:
         """A fixed set of H's transcripts (subquestions answered by the ground truth) from a task
@@ -319,6 +320,7 @@ class LearnedExpert:
         q = task.sample_questions(ctx, rng, task.episode_kinds, ctx_idx=idx)
         t = task.run_expert(ctx, idx, q, rng)
         kinds = task.kind_of(q)
+        self.eval_questions = (ctx, q)  # for `targets_agreement`
         return (
             torch.from_numpy(to_records(task, t)),
             torch.from_numpy(t.num_sub),
@@ -460,9 +462,26 @@ class LearnedExpert:
         self.last = report
         return report
 
+    def targets_agreement(self, target: Answerer) -> float:
+        """How often H' gives X the target H would give: Amplify^{H'}(X') = Amplify^H(X') on the
+        held-out questions, X' (today's target copy) answering for both. This, not agreement on
+        transcripts answered by the ground truth, is what X's training sees: early on X' answers
+        little right, and H''s targets can match H's before H' has seen the transcripts of a
+        trained X'. H is called on these questions outside the budget (counted)."""
+        ctx, questions = self.eval_questions
+        view = FactsAndLookups(self.eval_task, ctx)
+        finals = []
+        for expert in (self.program, None):  # None: the scripted H
+            rng = np.random.default_rng(EVAL_SEED)  # the same draws (e.g. `out a`) for both
+            transcripts = amplify_transcripts(self.eval_task, target, view, questions, rng, expert)
+            finals.append(transcripts.answers[:, 0])
+        self.last_targets = float((finals[0] == finals[1]).mean())
+        return self.last_targets
+
     def report(self) -> dict[str, Any]:
         """The result file's "expert" section."""
         return {
+            "targets_agree_with_h": self.last_targets,
             "demonstrations_used": self.budget.used,
             "demonstrations_budget": self.budget.total,
             "demo_schedule": self.cfg.demo_schedule,
@@ -533,7 +552,11 @@ def train_step(t: Trainer) -> dict[str, float]:
     if (t.step + 1) % cfg.eval_every == 0:
         a = learned.agreement()
         metrics.update(expert_next_subquestion=a["next_subquestion"], expert_transcripts=a["transcripts"])
+        metrics["expert_targets"] = learned.targets_agreement(t.extra["target"].model)
+        t.count("held_out_expert_target_questions", len(learned.eval_questions[1]))
     t.bar["demos"] = str(learned.budget.used)
     if learned.last:
         t.bar["h'"] = f"{learned.last['next_subquestion']:.2f}/{learned.last['transcripts']:.2f}"
+    if learned.last_targets is not None:
+        t.bar["h' targets"] = f"{learned.last_targets:.2f}"
     return metrics

@@ -11,7 +11,7 @@ from conftest import TINY_RUN, forbid_in_training_tasks
 
 from amp_envs.tasks import TASKS, make_task
 from baselines import learned_expert
-from baselines.common import FactsAndLookups, amplify_transcripts, build_model
+from baselines.common import EVAL_SEED, FactsAndLookups, amplify_transcripts, build_model
 from baselines.learned_expert import DemoBudget, ExpertModel, LearnedExpert, LearnedHConfig, score, to_records
 from baselines.methods import train
 from baselines.results import load_result
@@ -185,9 +185,37 @@ def test_tiny_run_writes_a_valid_result_file(tmp_path, capsys):
     }
     assert sum(errors.values()) == pytest.approx(1 - agreement["steps"])
     assert "expert_transcripts" in result["curve"][-1] and result["counts"]["learned_expert_subquestions"] > 0
+    # the targets H' gives against H's, with X' answering for both, at each of the 2 evaluations
+    assert 0 <= expert["targets_agree_with_h"] <= 1 and "expert_targets" in result["curve"][-1]
+    assert result["counts"]["held_out_expert_target_questions"] == 2 * TINY["expert_eval_questions"]
     assert (
         result["counts"].get("ground_truth_labels", 0) == 0 and "expert_subquestions" not in result["counts"]
     )
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_target_agreement_is_one_for_h_itself_and_falls_for_a_wrong_expert(name):
+    """`targets_agreement` compares Amplify^{H'}(X') with Amplify^H(X'): H in H''s place agrees on
+    every question; an expert that answers `?` without asking agrees only where H's target is `?`."""
+    from amp_envs.tasks.base import UNKNOWN
+
+    torch.manual_seed(0)
+    cfg = tiny(task=name, size=8, expert_eval_questions=64)
+    task = cfg.make_task()
+    learned = LearnedExpert(cfg, task, levels=1)
+    x = build_model(cfg, task)
+    learned.program = learned.eval_task.expert
+    assert learned.targets_agreement(x) == 1.0
+
+    def unknown(questions):
+        return np.full((len(questions), 1), UNKNOWN, np.int64)
+        yield  # a generator that asks nothing
+
+    learned.program = unknown
+    ctx, q = learned.eval_questions
+    view, rng = FactsAndLookups(learned.eval_task, ctx), np.random.default_rng(EVAL_SEED)
+    h = amplify_transcripts(learned.eval_task, x, view, q, rng)
+    assert learned.targets_agreement(x) == pytest.approx(float((h.answers[:, 0] == UNKNOWN).mean()))
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
