@@ -84,8 +84,11 @@ def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monk
     )
     trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
     learned = trainer.extra["expert"]
-    held_out = decomposed.pop(id(learned.eval_task))  # scoring H' only, like the test set for X
-    assert held_out == cfg.expert_eval_questions
+    # scoring H' only, like the test set for X: its transcripts once, and H's targets at each eval
+    held_out = decomposed.pop(id(learned.eval_task))
+    target_questions = trainer.run.counts["held_out_expert_target_questions"]
+    assert target_questions == cfg.expert_eval_questions * (cfg.steps // cfg.eval_every) > 0
+    assert held_out == cfg.expert_eval_questions + target_questions
     used = sum(decomposed.values())
     assert used == learned.budget.used == trainer.run.counts["demonstrations"] <= cfg.demos
     if schedule in ("upfront", "steady"):  # the others hand out shares as the curriculum advances
