@@ -42,12 +42,29 @@ def git_commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine(device: str = "cpu") -> dict[str, Any]:
-    """Where a run ran: the CPU's platform and library versions, and the GPU if it trained on one."""
+    """Where a run ran: the CPU's platform and library versions, and the GPU if it trained on one.
+    The CPU model and the vector instructions torch's kernels use are recorded because a seeded
+    run is bit-for-bit repeatable on the same kind of CPU only: other kernels round differently,
+    and over hundreds of steps the runs part (seen: shortest path size 16, IA, the same command at
+    the same clean commit: 99.2% at step 500 on 2026-12-03's machine, 85.5% on 2026-12-05's)."""
     gpu = {"gpu": torch.cuda.get_device_name(torch.device(device))} if device.startswith("cuda") else {}
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

@@ -209,6 +209,9 @@ def test_result_file_records_the_run(tmp_path):
     assert result["partial"] is False and result["steps"] == 12
     assert result["counts"]["ground_truth_labels"] == 12 * 4 * 4
     assert len(result["curve"]) == 2 and "per_difficulty" in result["final"]
+    # what a reader needs to tell whether a rerun on their machine should repeat it bit for bit
+    assert result["machine"]["cpu_model"] and result["machine"]["cpu_capability"]
+    assert result["machine"]["torch_threads"] == torch.get_num_threads()
 
 
 def test_a_time_budget_stops_the_run_cleanly(tmp_path):
