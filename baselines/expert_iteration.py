@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from amp_envs.tasks import Contexts, Task
 from baselines.common import FactsAndLookups, ReplayBuffer, TrainConfig, amplify, choose, draw_questions
@@ -161,9 +160,9 @@ def train_step(t: Trainer) -> dict[str, float]:
         return {**metrics, "loss": 0.0, "train_agreement": 0.0}
     # 3. apprentice: imitate the rewarded answers
     facts, questions, y_np, diff = buffer.sample(t.rng, cfg.batch_contexts)
-    logp = t.model(torch.from_numpy(facts), torch.from_numpy(questions))
-    y = torch.from_numpy(y_np.reshape(-1)).to(logp.device)
-    loss = F.nll_loss(logp.reshape(len(y), -1), y)
+    loss, logp = t.model.loss(
+        torch.from_numpy(facts), torch.from_numpy(questions), torch.from_numpy(y_np.reshape(-1))
+    )
     t.optimise(loss)
     agree = logp.detach().argmax(-1).reshape(-1).cpu().numpy() == y_np.reshape(-1)
     t.curriculum.update(agree, diff.reshape(-1), hardest)

@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from amp_envs.tasks.base import UNKNOWN, ExpertProgram
 from baselines.common import FactsAndLookups, ReplayBuffer, TrainConfig, amplify, draw_questions
@@ -115,14 +114,15 @@ def train_step(t: Trainer, expert: Callable[[np.ndarray], ExpertProgram] | None 
     )
     # 2. learning: imitate the amplified answers
     facts, questions, targets, diff = buffer.sample(t.rng, cfg.batch_contexts)
-    logp = t.model(torch.from_numpy(facts), torch.from_numpy(questions))
     targets, diff = targets.reshape(-1), diff.reshape(-1)
     used = targets != UNKNOWN if cfg.skip_unknown_targets else np.ones(len(targets), bool)
     t.count("unknown_targets_skipped", int((~used).sum()))
-    logp = logp.reshape(len(targets), -1)
-    kept = logp[torch.from_numpy(used).to(logp.device)]
-    kept_targets = torch.from_numpy(targets[used]).to(logp.device)
-    loss = F.nll_loss(kept, kept_targets) if used.any() else logp.sum() * 0.0
+    loss, logp = t.model.loss(
+        torch.from_numpy(facts),
+        torch.from_numpy(questions),
+        torch.from_numpy(targets),
+        torch.from_numpy(used),
+    )
     t.optimise(loss)
     target.update(t.model)
     agree = logp.detach().argmax(-1).cpu().numpy() == targets

@@ -101,6 +101,8 @@ class ModelConfig:
     # others, and the std of the weights that read the question state (see the module docstring)
     route_stay_prior: float = 0.0
     route_init_std: float = 0.02
+    # loop readout (option, 0 = off): this weight times the deep-supervision loss of `loss`
+    loop_readout: float = 0.0
 
     # Settings added after results were published, with the value that reproduces the model from
     # before they existed: a result file (which lists every setting) that lacks one trained that.
@@ -117,6 +119,7 @@ class ModelConfig:
         "encoder_loops": 1,
         "route_stay_prior": 0.0,
         "route_init_std": 0.02,
+        "loop_readout": 0.0,
     }
     # Settings added after runs were named by their full model settings: at their BEFORE_ADDED
     # value they are left out of run names and setting ids (`naming_settings`), so the runs from
@@ -127,6 +130,7 @@ class ModelConfig:
         "encoder_loops",
         "route_stay_prior",
         "route_init_std",
+        "loop_readout",
     )
     LINKS: ClassVar[tuple[str, ...]] = ("relations", "softmax")
 
@@ -141,6 +145,12 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"model setting {name} must be an integer >= {least}, got {value!r}")
+        if not isinstance(self.loop_readout, (int, float)) or self.loop_readout < 0:
+            raise ValueError(f"model setting loop_readout must be a number >= 0, got {self.loop_readout!r}")
+        if self.loop_readout and not self.registers:
+            raise ValueError(
+                "model setting loop_readout needs registers > 0 (it reads the answer from the first one)"
+            )
         if self.registers and not self.doubling_levels:
             raise ValueError(
                 "model setting registers needs doubling_levels > 0 (the answer is read at its fact)"
@@ -414,18 +424,27 @@ class Answerer(nn.Module):
         the maps (B, levels, F, F): fact -> fact of link^(2^l), and with registers the extra
         registers (B, F, R, V). F is after `trim_padding`. Inputs may be on the CPU: they are
         moved to the model's device."""
+        return self.encode_with_loops(facts)[0]
+
+    def encode_with_loops(
+        self, facts: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor | None, ...], list[torch.Tensor]]:
+        """`encode`'s memory, and with registers the first extra register (B, F, V) of every fact
+        after each encoder loop (for `loss`'s loop readout; an empty list without registers)."""
         facts = trim_padding(facts.to(self.fact_role.device))
         b, f, lf = facts.shape
         tokens = self.embed(facts) + self.fact_role  # (B, F, Lf, d)
         mask = (facts != 0).any(-1)
         mask = mask | ~mask.any(-1, keepdim=True)  # an empty context attends to its padding
         x = self.fact_mix(tokens.reshape(b, f, -1))
-        regs = None
+        regs, loop_values = None, []
         if self.cfg.registers:  # the facts' own tokens, then the extra registers (empty)
             onehot = F.one_hot(facts, self.vocab_size).float() * (facts != 0)[..., None]
             regs = torch.cat([onehot, onehot.new_zeros(b, f, self.cfg.registers, self.vocab_size)], 2)
-            for block in self.encoder_passes():
+            for i, block in enumerate(self.encoder_passes(), 1):
                 x, regs = block(x, mask, regs, onehot)
+                if i % len(self.encoder) == 0:  # the end of a loop
+                    loop_values.append(regs[:, :, lf])
             regs = regs[:, :, lf:]
             match = None
         else:
@@ -434,7 +453,7 @@ class Answerer(nn.Module):
                 x = block(x, x, mask, match)
         keys = self.pointer_key(tokens + x[:, :, None, :]).reshape(b, f * lf, -1)
         if not self.levels:
-            return x, mask, keys, None, None
+            return (x, mask, keys, None, None), loop_values
         if match is None:
             match = token_matches(facts, facts)
         if self.cfg.link == "relations":  # a fact that no relation r links anywhere stays put
@@ -446,7 +465,18 @@ class Answerer(nn.Module):
         maps = [link]  # (B, F, F): a soft "next fact" for every fact
         for _ in range(1, self.levels):
             maps.append(maps[-1] @ maps[-1])  # link^(2^l) by repeated squaring
-        return x, mask, keys, torch.stack(maps, dim=1), regs
+        return (x, mask, keys, torch.stack(maps, dim=1), regs), loop_values
+
+    def start_fact(self, question_match: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The fact each question starts from (B, Q, F), from question/fact token equality
+        (B, Q, F, Lq * Lf) and the fact mask (B, F); needs doubling."""
+        if self.cfg.link == "relations":  # a relation the question has no fact in: no opinion
+            anywhere = (mask / mask.sum(-1, keepdim=True))[:, None, :]
+            return mix_relations(
+                question_match, mask, self.start_relations * self.cfg.relation_scale, anywhere
+            )
+        start = self.start(question_match).squeeze(-1).masked_fill(~mask[:, None, :], float("-inf"))
+        return torch.softmax(start, dim=-1)
 
     def decode(
         self,
@@ -473,13 +503,7 @@ class Answerer(nn.Module):
             features = torch.cat([question_match, chain_reach(facts, questions, self.cfg.reach_hops)], -1)
         chased = question_match.new_zeros(b, q, f, lf)
         if maps is not None:  # the fact the question starts from (B, Q, F)
-            if self.cfg.link == "relations":  # a relation the question has no fact in: no opinion
-                anywhere = (mask / mask.sum(-1, keepdim=True))[:, None, :]
-                logits = self.start_relations * self.cfg.relation_scale
-                current = mix_relations(question_match, mask, logits, anywhere)
-            else:
-                start = self.start(question_match).squeeze(-1).masked_fill(~mask[:, None, :], float("-inf"))
-                current = torch.softmax(start, dim=-1)
+            current = self.start_fact(question_match, mask)
         for layer, (block, chase) in enumerate(zip(self.decoder, self.chase, strict=True)):
             match = torch.cat([features, chased], dim=-1)
             x = block(x, states, mask, match)
@@ -505,3 +529,33 @@ class Answerer(nn.Module):
 
     def forward(self, facts: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(facts), facts, questions)
+
+    def loss(
+        self,
+        facts: torch.Tensor,
+        questions: torch.Tensor,
+        targets: torch.Tensor,
+        keep: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss for answers `targets` (B * Q,) to `questions` (B, Q, Lq), over the
+        questions where `keep` (B * Q,) is True (default all): the answers' negative
+        log-likelihood, plus with `loop_readout` that weight times the loop readout's (see the
+        module docstring). Returns the loss and the log-probabilities (B * Q, V) of every
+        question. Every method trains X through this."""
+        memory, loop_values = self.encode_with_loops(facts)
+        logp = self.decode(memory, facts, questions).reshape(len(targets), -1)
+        targets = targets.to(logp.device)
+        if keep is not None:
+            keep = keep.to(logp.device)
+            if not bool(keep.any()):
+                return logp.sum() * 0.0, logp
+        kept = slice(None) if keep is None else keep
+        loss = F.nll_loss(logp[kept], targets[kept])
+        if self.cfg.loop_readout:
+            facts = trim_padding(facts.to(logp.device))
+            start = self.start_fact(token_matches(questions.to(logp.device), facts), memory[1]).detach()
+            values = torch.einsum("bqf,lbfv->lbqv", start, torch.stack(loop_values))  # (L, B, Q, V)
+            values = values.flatten(1, 2)[:, kept]
+            read = values.gather(-1, targets[kept][None, :, None].expand(len(values), -1, 1))
+            loss = loss + self.cfg.loop_readout * -torch.log(read.clamp_min(1e-6)).mean()
+        return loss, logp

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from baselines.common import TrainConfig, draw_questions
 from baselines.trainer import Trainer
@@ -32,8 +31,9 @@ def train_step(t: Trainer) -> dict[str, float]:
     labels = task.ground_truth(ctx, idx, q)[:, 0]
     t.count("ground_truth_labels", len(labels))
     questions = q.reshape(cfg.batch_contexts, cfg.questions_per_context, -1)
-    logp = t.model(torch.from_numpy(ctx.facts), torch.from_numpy(questions))
-    loss = F.nll_loss(logp.reshape(len(labels), -1), torch.from_numpy(labels).to(logp.device))
+    loss, logp = t.model.loss(
+        torch.from_numpy(ctx.facts), torch.from_numpy(questions), torch.from_numpy(labels)
+    )
     t.optimise(loss)
     agree = logp.detach().argmax(-1).reshape(-1).cpu().numpy() == labels
     t.curriculum.update(agree, difficulty, hardest)

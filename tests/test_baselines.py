@@ -531,18 +531,8 @@ def test_a_register_reads_a_token_of_the_fact_that_token_equality_points_at():
     model = tiny_model(task, registers=2, encoder_layers=2)
     ctx = task.generate(np.random.default_rng(0), 2)
     facts = torch.from_numpy(ctx.facts)
-    first, layers = model.encoder[0], model.encoder
-    sources = first.sources  # fact tokens 0, 1, then registers 0, 1
+    sharpened_successor_registers(model)
     with torch.no_grad():
-        for block in layers:
-            block.match.weight.zero_()
-            block.write.weight.zero_()
-            block.write.bias.zero_()
-            block.q.weight.zero_()  # attention by the equality bias alone
-            block.write.bias.view(2, -1)[:, 0] = 10.0  # keep every register ...
-        first.match.weight[:, 1 * 2 + 0] = 10.0  # my token 1 equals your token 0: bias 80
-        first.write.bias.view(2, -1)[0, 0] = 0.0  # ... except: register 0 reads head 0's token 1
-        first.write.bias.view(2, -1)[0, 1 + 0 * sources + 1] = 10.0
         regs = model.encode(facts)[4]
     successor = dict()
     for row in ctx.facts[0]:
@@ -551,6 +541,25 @@ def test_a_register_reads_a_token_of_the_fact_that_token_equality_points_at():
     assert torch.equal(regs[:1, :, 0].argmax(-1), expected)
     assert torch.allclose(regs[:, :, 0].amax(-1), torch.ones(2, facts.shape[1]), atol=1e-3)  # exact
     assert regs[:, :, 1].abs().max() < 1e-3  # register 1 was kept empty
+
+
+def sharpened_successor_registers(model) -> None:
+    """Make `model` (permutation powering, registers=2, encoder_layers=2) write s(s(x)) into
+    register 0 of fact x -> s(x) in its first layer and keep it after, and start every question
+    at the fact whose first token is the question's last."""
+    first, sources = model.encoder[0], model.encoder[0].sources
+    with torch.no_grad():
+        for block in model.encoder:
+            block.match.weight.zero_()
+            block.write.weight.zero_()
+            block.write.bias.zero_()
+            block.q.weight.zero_()  # attention by the equality bias alone
+            block.write.bias.view(2, -1)[:, 0] = 10.0  # keep every register ...
+        first.match.weight[:, 1 * 2 + 0] = 10.0  # my token 1 equals your token 0: bias 80
+        first.write.bias.view(2, -1)[0, 0] = 0.0  # ... except: register 0 reads head 0's token 1
+        first.write.bias.view(2, -1)[0, 1 + 0 * sources + 1] = 10.0
+        model.start_relations.zero_()
+        model.start_relations[(model.start_relations.numel() // model.fact_len - 1) * model.fact_len] = 10.0
 
 
 def test_the_relation_link_starts_on_the_chain_and_is_exact_once_sharp():
@@ -775,3 +784,56 @@ def test_the_first_level_probe_reports_each_seed(capsys):
         assert len(row["agreement"]) == (60 if row["passed_at"] is None else row["passed_at"]) // 50
         assert 0.0 <= row["k2"] <= 1.0 and 0.0 <= row["k3"] <= 1.0
     assert "of 1 seeds; settings {'curriculum_min_steps': 1}" in capsys.readouterr().out
+
+
+def test_the_training_loss_is_the_answers_nll_unless_loop_readout_is_set():
+    """`Answerer.loss` is what every method trains on: without loop_readout it is exactly the
+    negative log-likelihood of the kept questions' targets under X's answers."""
+    task = make_task("SequentialAssignment", 8)
+    torch.manual_seed(0)
+    model = tiny_model(task, registers=2, encoder_loops=2)
+    ctx = task.generate(np.random.default_rng(0), 3)
+    idx = np.repeat(np.arange(3), 5)
+    q = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=idx)
+    facts, questions = torch.from_numpy(ctx.facts), torch.from_numpy(q.reshape(3, 5, -1))
+    targets = torch.from_numpy(task.ground_truth(ctx, idx, q)[:, 0])
+    keep = torch.arange(15) % 3 != 0
+    loss, logp = model.loss(facts, questions, targets, keep)
+    expected = model(facts, questions).reshape(15, -1)
+    assert torch.equal(logp, expected)
+    assert torch.equal(loss, torch.nn.functional.nll_loss(expected[keep], targets[keep]))
+    none_kept, _ = model.loss(facts, questions, targets, torch.zeros(15, dtype=torch.bool))
+    assert none_kept.item() == 0.0
+
+
+def test_loop_readout_adds_how_well_register_0_of_the_start_fact_holds_the_target_after_each_loop():
+    """With loop_readout w, the loss adds w times the mean over loops and kept questions of
+    -log(register 0 of the question's start fact at the target). With register 0 made to hold
+    s(s(x)) in fact x -> s(x) from the first loop on, that term is ~0 for targets s(s(x)) and
+    the clamp's -log(1e-6) for targets s(x), on every loop."""
+    task = make_task("PermutationPower", 8)
+    model = tiny_model(task, registers=2, encoder_layers=2, encoder_loops=3, loop_readout=0.5)
+    sharpened_successor_registers(model)
+    ctx = task.generate(np.random.default_rng(0), 2)
+    idx = np.repeat(np.arange(2), 8)
+    x = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=idx)[:, -1]
+    q = torch.from_numpy(task.encode(np.full(16, 2), x).reshape(2, 8, -1))
+    facts = torch.from_numpy(ctx.facts)
+    succ = [{int(r[0]): int(r[1]) for r in c} for c in ctx.facts]
+    twice = torch.tensor([succ[c][succ[c][int(v)]] for c, v in zip(idx, x, strict=True)])
+    once = torch.tensor([succ[c][int(v)] for c, v in zip(idx, x, strict=True)])
+    with torch.no_grad():
+        _, loop_values = model.encode_with_loops(facts)
+        assert len(loop_values) == 3
+        for targets, readout in ((twice, 0.0), (once, -np.log(1e-6))):
+            loss, logp = model.loss(facts, q, targets)
+            nll = torch.nn.functional.nll_loss(logp, targets)
+            assert (loss - nll).item() == pytest.approx(0.5 * readout, abs=1e-3)
+
+
+def test_loop_readout_needs_registers():
+    with pytest.raises(ValueError, match="loop_readout needs registers"):
+        tiny(SupervisedConfig, model_overrides={"loop_readout": 1.0}).validate()
+    for value in (-1.0, "1"):
+        with pytest.raises(ValueError, match="loop_readout must be a number >= 0"):
+            tiny(SupervisedConfig, model_overrides={"registers": 2, "loop_readout": value}).validate()
