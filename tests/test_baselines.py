@@ -33,8 +33,14 @@ def tiny_model(task, **settings):
 
 @pytest.mark.parametrize(
     "settings",
-    [{}, {"registers": 3}, {"reach_hops": 4}, {"registers": 2, "encoder_loops": 2}],
-    ids=["plain", "registers", "reach", "looped-registers"],
+    [
+        {},
+        {"registers": 3},
+        {"reach_hops": 4},
+        {"registers": 2, "encoder_loops": 2},
+        {"registers": 2, "encoder_loops": 2, "readout_answer": True},
+    ],
+    ids=["plain", "registers", "reach", "looped-registers", "readout-answer"],
 )
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_padding_fact_slots_do_not_change_the_answers(name, settings):
@@ -62,8 +68,14 @@ def test_the_padding_benchmark_times_both_shapes(capsys):
 
 @pytest.mark.parametrize(
     "settings",
-    [{}, {"registers": 3}, {"reach_hops": 4}, {"registers": 2, "encoder_loops": 2}],
-    ids=["plain", "registers", "reach", "looped-registers"],
+    [
+        {},
+        {"registers": 3},
+        {"reach_hops": 4},
+        {"registers": 2, "encoder_loops": 2},
+        {"registers": 2, "encoder_loops": 2, "readout_answer": True},
+    ],
+    ids=["plain", "registers", "reach", "looped-registers", "readout-answer"],
 )
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_model_gives_a_distribution_over_the_vocabulary(name, settings):
@@ -829,6 +841,36 @@ def test_loop_readout_adds_how_well_register_0_of_the_start_fact_holds_the_targe
             loss, logp = model.loss(facts, q, targets)
             nll = torch.nn.functional.nll_loss(logp, targets)
             assert (loss - nll).item() == pytest.approx(0.5 * readout, abs=1e-3)
+
+
+def test_the_readout_answer_is_register_0_of_the_start_fact_after_the_last_loop():
+    """With readout_answer, X answers with the loop readout of its last loop (the decoder unused):
+    with register 0 of fact x -> s(x) made to hold s(s(x)), every answer is s(s(x)), with
+    log-probability ~0, and the decoder's weights do not change it."""
+    task = make_task("PermutationPower", 8)
+    model = tiny_model(task, registers=2, encoder_layers=2, encoder_loops=3, readout_answer=True)
+    sharpened_successor_registers(model)
+    ctx = task.generate(np.random.default_rng(0), 2)
+    idx = np.repeat(np.arange(2), 8)
+    x = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=idx)[:, -1]
+    q = torch.from_numpy(task.encode(np.full(16, 2), x).reshape(2, 8, -1))
+    facts = torch.from_numpy(ctx.facts)
+    succ = [{int(r[0]): int(r[1]) for r in c} for c in ctx.facts]
+    twice = torch.tensor([succ[c][succ[c][int(v)]] for c, v in zip(idx, x, strict=True)])
+    with torch.no_grad():
+        logp = model(facts, q).reshape(16, -1)
+        assert torch.equal(logp.argmax(-1), twice)
+        assert logp.gather(1, twice[:, None]).min().item() > -1e-3
+        for p in model.decoder.parameters():
+            p.normal_()
+        assert torch.equal(model(facts, q).reshape(16, -1), logp)
+
+
+def test_readout_answer_needs_registers():
+    with pytest.raises(ValueError, match="readout_answer needs registers"):
+        tiny(SupervisedConfig, model_overrides={"readout_answer": True}).validate()
+    with pytest.raises(ValueError, match="readout_answer must be true or false"):
+        tiny(SupervisedConfig, model_overrides={"registers": 2, "readout_answer": 1}).validate()
 
 
 def test_loop_readout_needs_registers():
