@@ -818,6 +818,19 @@ def test_the_training_loss_is_the_answers_nll_unless_loop_readout_is_set():
     assert none_kept.item() == 0.0
 
 
+def successor_questions(task):
+    """Two permutation-powering contexts and 8 questions "2 x" on each: facts, questions
+    (2, 8, Lq), and for every question s(x) and s(s(x))."""
+    ctx = task.generate(np.random.default_rng(0), 2)
+    idx = np.repeat(np.arange(2), 8)
+    x = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=idx)[:, -1]
+    q = torch.from_numpy(task.encode(np.full(16, 2), x).reshape(2, 8, -1))
+    succ = [{int(r[0]): int(r[1]) for r in c} for c in ctx.facts]
+    once = torch.tensor([succ[c][int(v)] for c, v in zip(idx, x, strict=True)])
+    twice = torch.tensor([succ[c][succ[c][int(v)]] for c, v in zip(idx, x, strict=True)])
+    return torch.from_numpy(ctx.facts), q, once, twice
+
+
 def test_loop_readout_adds_how_well_register_0_of_the_start_fact_holds_the_target_after_each_loop():
     """With loop_readout w, the loss adds w times the mean over loops and kept questions of
     -log(register 0 of the question's start fact at the target). With register 0 made to hold
@@ -826,14 +839,7 @@ def test_loop_readout_adds_how_well_register_0_of_the_start_fact_holds_the_targe
     task = make_task("PermutationPower", 8)
     model = tiny_model(task, registers=2, encoder_layers=2, encoder_loops=3, loop_readout=0.5)
     sharpened_successor_registers(model)
-    ctx = task.generate(np.random.default_rng(0), 2)
-    idx = np.repeat(np.arange(2), 8)
-    x = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=idx)[:, -1]
-    q = torch.from_numpy(task.encode(np.full(16, 2), x).reshape(2, 8, -1))
-    facts = torch.from_numpy(ctx.facts)
-    succ = [{int(r[0]): int(r[1]) for r in c} for c in ctx.facts]
-    twice = torch.tensor([succ[c][succ[c][int(v)]] for c, v in zip(idx, x, strict=True)])
-    once = torch.tensor([succ[c][int(v)] for c, v in zip(idx, x, strict=True)])
+    facts, q, once, twice = successor_questions(task)
     with torch.no_grad():
         _, loop_values = model.encode_with_loops(facts)
         assert len(loop_values) == 3
@@ -850,13 +856,7 @@ def test_the_readout_answer_is_register_0_of_the_start_fact_after_the_last_loop(
     task = make_task("PermutationPower", 8)
     model = tiny_model(task, registers=2, encoder_layers=2, encoder_loops=3, readout_answer=True)
     sharpened_successor_registers(model)
-    ctx = task.generate(np.random.default_rng(0), 2)
-    idx = np.repeat(np.arange(2), 8)
-    x = task.sample_questions(ctx, np.random.default_rng(1), ctx_idx=idx)[:, -1]
-    q = torch.from_numpy(task.encode(np.full(16, 2), x).reshape(2, 8, -1))
-    facts = torch.from_numpy(ctx.facts)
-    succ = [{int(r[0]): int(r[1]) for r in c} for c in ctx.facts]
-    twice = torch.tensor([succ[c][succ[c][int(v)]] for c, v in zip(idx, x, strict=True)])
+    facts, q, _, twice = successor_questions(task)
     with torch.no_grad():
         logp = model(facts, q).reshape(16, -1)
         assert torch.equal(logp.argmax(-1), twice)
