@@ -60,7 +60,9 @@
         is not run. Found on ExIt (sequential assignment, size 8, seed 0, the options above,
         93.8% after 24 minutes): its last loop's readout was right on 99.7% of the test
         questions, its decoder's answers on 93.8% (6.9% of depth-0 questions wrong, whose
-        register held the right value). Without the decoder a step costs about 0.6x.
+        register held the right value). Without the decoder a step costs about 0.6x. With it
+        (and the options above): ExIt 99.6% at size 8 after 24 minutes; at size 16 with ten
+        loops, IA 99.1% after 20 minutes and supervised 98.1% at best (one seed each).
     route initialisation (options, off by default): `route_stay_prior` is every decoder layer's
         initial logit for "stay at the current fact" over its other routes, `route_init_std` the
         std of the route weights that read the question state (default 0.02, like every weight).
