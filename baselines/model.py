@@ -520,6 +520,10 @@ class Answerer(nn.Module):
         states, mask, keys, maps, regs = memory
         facts = trim_padding(facts.to(states.device))
         questions = questions.to(states.device)
+        question_match = token_matches(questions, facts)  # (B, Q, F, Lq * Lf)
+        if self.cfg.readout_answer:  # the start fact's first extra register (see `loss`)
+            value = torch.einsum("bqf,bfv->bqv", self.start_fact(question_match, mask), regs[:, :, 0])
+            return torch.log((value / value.sum(-1, keepdim=True).clamp_min(1e-12)).clamp_min(1e-12))
         b, q, _ = questions.shape
         f, lf = facts.shape[1:]
         fact_tokens = facts.reshape(b, -1)
@@ -527,10 +531,6 @@ class Answerer(nn.Module):
         pad = pad & ~pad.all(-1, keepdim=True)  # an empty context: point anywhere, not at nothing
         if maps is None:  # where each fact token recurs (B, P, P): hop-by-hop chasing needs it
             same = ((fact_tokens[:, :, None] == fact_tokens[:, None, :]) & ~pad[:, :, None]).float()
-        question_match = token_matches(questions, facts)  # (B, Q, F, Lq * Lf)
-        if self.cfg.readout_answer:  # the start fact's first extra register (see `loss`)
-            value = torch.einsum("bqf,bfv->bqv", self.start_fact(question_match, mask), regs[:, :, 0])
-            return torch.log((value / value.sum(-1, keepdim=True).clamp_min(1e-12)).clamp_min(1e-12))
         x = self.question_mix((self.embed(questions) + self.question_role).reshape(b, q, -1))
         features = question_match  # what the decoder's attention and pointers see of each fact
         if self.cfg.reach_hops:
