@@ -31,17 +31,18 @@ def tiny_model(task, **settings):
     return build_model(tiny(SupervisedConfig, task=task.name, model_overrides=settings), task)
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [
-        {},
-        {"registers": 3},
-        {"reach_hops": 4},
-        {"registers": 2, "encoder_loops": 2},
-        {"registers": 2, "encoder_loops": 2, "readout_answer": True},
-    ],
-    ids=["plain", "registers", "reach", "looped-registers", "readout-answer"],
-)
+# X's structural options, each exercised by the model-wide tests below
+MODEL_VARIANTS = [
+    {},
+    {"registers": 3},
+    {"reach_hops": 4},
+    {"registers": 2, "encoder_loops": 2},
+    {"registers": 2, "encoder_loops": 2, "readout_answer": True},
+]
+MODEL_VARIANT_IDS = ["plain", "registers", "reach", "looped-registers", "readout-answer"]
+
+
+@pytest.mark.parametrize("settings", MODEL_VARIANTS, ids=MODEL_VARIANT_IDS)
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_padding_fact_slots_do_not_change_the_answers(name, settings):
     """A size-6 context in size 16's shapes (the size curriculum) is answered as in its own: X
@@ -66,17 +67,7 @@ def test_the_padding_benchmark_times_both_shapes(capsys):
     assert ratio > 0 and "padded / native" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [
-        {},
-        {"registers": 3},
-        {"reach_hops": 4},
-        {"registers": 2, "encoder_loops": 2},
-        {"registers": 2, "encoder_loops": 2, "readout_answer": True},
-    ],
-    ids=["plain", "registers", "reach", "looped-registers", "readout-answer"],
-)
+@pytest.mark.parametrize("settings", MODEL_VARIANTS, ids=MODEL_VARIANT_IDS)
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_model_gives_a_distribution_over_the_vocabulary(name, settings):
     task = make_task(name, 8)
