@@ -7,8 +7,10 @@ supervised's steps to get there.
     python -m baselines.bar_b --tasks ShortestPath --set 'model_overrides={"reach_hops": 16}' \
         --set-ia skip_unknown_targets=true
 
-The runs are the methods' defaults (or, with `--set`, those settings changed for both methods, and
-with `--set-ia` for IA alone; the bar itself is about the defaults) at size 16, seed 0, with a
+The runs are the methods' defaults (or, with `--set`, those settings changed for both methods,
+with `--set-ia` for IA alone and with `--set-supervised` for supervised learning alone, e.g. a
+longer step budget for its learning-rate schedule; the bar itself is about the defaults) at size
+16, seed 0, with a
 20-minute budget each (the run's name does not depend on the budget: `--train` continues a
 shorter run of the same configuration from its checkpoint, or trains it again where that is
 gone, and the longer result replaces it).
@@ -43,10 +45,12 @@ def specs(
     tasks: tuple[str, ...] = TASKS,
     changed: dict[str, Any] | None = None,
     changed_ia: dict[str, Any] | None = None,
+    changed_supervised: dict[str, Any] | None = None,
 ) -> list[RunSpec]:
     settings = {**(changed or {}), "max_minutes": MAX_SECONDS / 60, "threads": threads}
+    supervised = {**settings, **(changed_supervised or {})}
     return [
-        *grid(tasks, ("supervised",), [SIZE], [seed], settings, runs_dir, results_dir),
+        *grid(tasks, ("supervised",), [SIZE], [seed], supervised, runs_dir, results_dir),
         *grid(tasks, ("ia",), [SIZE], [seed], {**settings, **(changed_ia or {})}, runs_dir, results_dir),
     ]
 
@@ -103,10 +107,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--set-ia", nargs="*", default=[], metavar="KEY=VALUE", help="settings for IA alone, JSON"
     )
+    parser.add_argument(
+        "--set-supervised",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="settings for supervised learning alone, JSON",
+    )
     args = parser.parse_args(argv)
     changed, changed_ia = parse_settings(args.set), parse_settings(args.set_ia)
+    changed_supervised = parse_settings(args.set_supervised)
     threads = max(1, 2 // max(1, args.jobs))
-    runs = specs(args.seed, args.results_dir, args.runs_dir, threads, tuple(args.tasks), changed, changed_ia)
+    runs = specs(
+        args.seed,
+        args.results_dir,
+        args.runs_dir,
+        threads,
+        tuple(args.tasks),
+        changed,
+        changed_ia,
+        changed_supervised,
+    )
     if args.train:
         run_grid(runs, jobs=args.jobs)
     by_key = {(s.settings["task"], s.method): s for s in runs}
@@ -118,6 +139,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         print(f"settings changed from the defaults (so not the bar itself): {changed}")
     if changed_ia:
         print(f"IA's settings changed from its defaults (so not the bar itself): {changed_ia}")
+    if changed_supervised:
+        print(f"supervised learning's settings changed from its defaults: {changed_supervised}")
     for task in args.tasks:
         sup, amp = load(by_key[task, "supervised"]), load(by_key[task, "ia"])
         row = {"task": task, **verdict(sup, amp)}

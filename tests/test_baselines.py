@@ -740,6 +740,14 @@ def test_the_bar_b_report_reads_the_runs_it_names(tmp_path, capsys):
     assert out.count("no result file") == 1 and "never 99% (best" in out
     assert "IA's settings changed from its defaults (so not the bar itself): " in out
     assert "{'skip_unknown_targets': True}" in out
+    # supervised learning's own settings change only its run: IA's default file (absent) is still
+    # looked up, and supervised's default file is not read
+    changed_supervised = ["--set-supervised", "steps=4800", 'lr_schedule="cosine"']
+    rows = main(["--results-dir", str(tmp_path), "--tasks", "UnionFind", *changed_supervised])
+    out = capsys.readouterr().out
+    assert out.count("no result file") == 2
+    assert "supervised learning's settings changed from its defaults: " in out
+    assert "'steps': 4800" in out
 
 
 def test_bar_a_supervised_and_ia_pass_90_percent_on_permutation_powering(tmp_path):
