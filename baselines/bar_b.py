@@ -10,10 +10,9 @@ supervised's steps to get there.
 The runs are the methods' defaults (or, with `--set`, those settings changed for both methods,
 with `--set-ia` for IA alone and with `--set-supervised` for supervised learning alone, e.g. a
 longer step budget for its learning-rate schedule; the bar itself is about the defaults) at size
-16, seed 0, with a
-20-minute budget each (the run's name does not depend on the budget: `--train` continues a
-shorter run of the same configuration from its checkpoint, or trains it again where that is
-gone, and the longer result replaces it).
+16, seed 0, with a 20-minute budget each (the run's name does not depend on the budget: `--train`
+continues a shorter run of the same configuration from its checkpoint, or trains it again where
+that is gone, and the longer result replaces it).
 "Reaches 99%" is the first evaluation (every 100 steps, on the fixed test set) at >= 99%, with
 the wall seconds it took; the final accuracy is shown beside it, since a run can pass 99% and
 fall back. `--train` runs `--jobs` runs at a time with 2 // jobs threads each, so the seconds
@@ -35,6 +34,7 @@ SIZE = 16
 BAR = 0.99
 MAX_SECONDS = 20 * 60.0
 MAX_STEP_RATIO = 1.5
+METHOD_NAMES = {"supervised": "supervised learning", "ia": "IA"}  # the two runs per task, in order
 
 
 def specs(
@@ -44,14 +44,18 @@ def specs(
     threads: int,
     tasks: tuple[str, ...] = TASKS,
     changed: dict[str, Any] | None = None,
-    changed_ia: dict[str, Any] | None = None,
-    changed_supervised: dict[str, Any] | None = None,
+    changed_by_method: dict[str, dict[str, Any]] | None = None,
 ) -> list[RunSpec]:
+    """Each method's size-16 run of each task: the bar's budget, `changed` for both methods and
+    `changed_by_method[method]` for that method alone."""
     settings = {**(changed or {}), "max_minutes": MAX_SECONDS / 60, "threads": threads}
-    supervised = {**settings, **(changed_supervised or {})}
+    own = changed_by_method or {}
     return [
-        *grid(tasks, ("supervised",), [SIZE], [seed], supervised, runs_dir, results_dir),
-        *grid(tasks, ("ia",), [SIZE], [seed], {**settings, **(changed_ia or {})}, runs_dir, results_dir),
+        spec
+        for method in METHOD_NAMES
+        for spec in grid(
+            tasks, (method,), [SIZE], [seed], {**settings, **own.get(method, {})}, runs_dir, results_dir
+        )
     ]
 
 
@@ -115,18 +119,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         help="settings for supervised learning alone, JSON",
     )
     args = parser.parse_args(argv)
-    changed, changed_ia = parse_settings(args.set), parse_settings(args.set_ia)
-    changed_supervised = parse_settings(args.set_supervised)
+    changed = parse_settings(args.set)
+    changed_by_method = {"supervised": parse_settings(args.set_supervised), "ia": parse_settings(args.set_ia)}
     threads = max(1, 2 // max(1, args.jobs))
     runs = specs(
-        args.seed,
-        args.results_dir,
-        args.runs_dir,
-        threads,
-        tuple(args.tasks),
-        changed,
-        changed_ia,
-        changed_supervised,
+        args.seed, args.results_dir, args.runs_dir, threads, tuple(args.tasks), changed, changed_by_method
     )
     if args.train:
         run_grid(runs, jobs=args.jobs)
@@ -137,10 +134,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(f"IA's steps to {BAR:.0%} <= {MAX_STEP_RATIO}x supervised's")
     if changed:
         print(f"settings changed from the defaults (so not the bar itself): {changed}")
-    if changed_ia:
-        print(f"IA's settings changed from its defaults (so not the bar itself): {changed_ia}")
-    if changed_supervised:
-        print(f"supervised learning's settings changed from its defaults: {changed_supervised}")
+    for method, own in changed_by_method.items():
+        if own:
+            print(
+                f"{METHOD_NAMES[method]}'s settings changed from its defaults (so not the bar itself): {own}"
+            )
     for task in args.tasks:
         sup, amp = load(by_key[task, "supervised"]), load(by_key[task, "ia"])
         row = {"task": task, **verdict(sup, amp)}
