@@ -21,9 +21,27 @@ Answerer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 ANSWERER_NAMES = ("oracle-easier", "lookup-only", "oracle")
 ASK, ANSWER = 0, 1
 
-# Contexts are generated this many at a time and handed out one per reset: generation is batched
-# (fast) while episodes still come one by one. The stream is a pure function of the seed.
+# Contexts are generated in chunks and handed out one per reset: generation is batched (fast)
+# while episodes still come one by one. A chunk holds CONTEXT_CHUNK contexts up to size
+# CHUNK_ELEMENTS / CONTEXT_CHUNK (64), fewer above, so that the first reset at a large size is as
+# cheap as a few contexts (one at 4096). The stream is a pure function of the seed and the size.
 CONTEXT_CHUNK = 64
+CHUNK_ELEMENTS = 4096
+
+
+def chunk_contexts(size: int) -> int:
+    """How many contexts of `size` elements are generated at a time."""
+    return max(1, min(CONTEXT_CHUNK, CHUNK_ELEMENTS // size))
+
+
+def check_reset_options(options: dict | None) -> None:
+    """The environments take no reset options: any key is refused rather than silently ignored
+    (a `difficulty` that did nothing would skew whatever was measured with it)."""
+    if options:
+        keys = sorted(options) if isinstance(options, dict) else options
+        raise ValueError(
+            f"reset options {keys!r} are not supported: the episode is drawn from the seed alone"
+        )
 
 
 def check_render_mode(render_mode: str | None, allowed: Sequence[str]) -> str | None:
@@ -103,16 +121,17 @@ class EpisodeBatch:
         self.correct = np.zeros(self.n, bool)
         self._pool: tuple[Contexts, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._pool_next = 0
+        self._chunk = chunk_contexts(task.size)
 
     # -- episodes -------------------------------------------------------------------------------
     def clear_pool(self) -> None:
         self._pool, self._pool_next = None, 0
 
     def _refill(self, rng: np.random.Generator) -> None:
-        """Draw the next CONTEXT_CHUNK episodes (contexts, questions and their truth) at once."""
+        """Draw the next chunk of episodes (contexts, questions and their truth) at once."""
         task = self.task
-        ctx = task.generate(rng, CONTEXT_CHUNK)
-        local = np.arange(CONTEXT_CHUNK)
+        ctx = task.generate(rng, self._chunk)
+        local = np.arange(self._chunk)
         q = task.sample_questions(ctx, rng, self.kinds)
         difficulty, kind = task.difficulty(ctx, local, q), task.kind_of(q)
         self._pool = (ctx, q, task.ground_truth(ctx, local, q), difficulty, kind)
@@ -123,11 +142,11 @@ class EpisodeBatch:
         rows = np.asarray(rows, dtype=np.int64)
         start = 0
         while start < len(rows):
-            if self._pool is None or self._pool_next >= CONTEXT_CHUNK:
+            if self._pool is None or self._pool_next >= self._chunk:
                 self._refill(rng)
             assert self._pool is not None
             ctx, q, truth, difficulty, kind = self._pool
-            take = min(len(rows) - start, CONTEXT_CHUNK - self._pool_next)
+            take = min(len(rows) - start, self._chunk - self._pool_next)
             src = np.arange(self._pool_next, self._pool_next + take)
             dst = rows[start : start + take]
             self._pool_next += take
@@ -256,7 +275,8 @@ class EpisodeBatch:
         }
 
     def render(self, row: int) -> str:
-        assert self.ctx is not None
+        if self.ctx is None:
+            raise RuntimeError("call reset() before render()")
         t = self.task
         facts = [t.render_fact(f) for f in self.ctx.facts[row] if f.any()]
         lines = [f"{t.name} (size {t.size}): {len(facts)} facts", "  " + "; ".join(facts)]

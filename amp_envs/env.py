@@ -54,7 +54,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from amp_envs.core import Answerer, EpisodeBatch, check_render_mode
+from amp_envs.core import Answerer, EpisodeBatch, check_render_mode, check_reset_options
 from amp_envs.tasks import Task, make_task
 
 ObsDict = dict[str, Any]
@@ -87,6 +87,7 @@ class AmpEnv(gym.Env[ObsDict, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[ObsDict, dict]:
+        check_reset_options(options)
         super().reset(seed=seed)
         if seed is not None:
             self.episodes.clear_pool()

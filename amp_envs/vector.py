@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from amp_envs.core import Answerer, EpisodeBatch, check_render_mode
+from amp_envs.core import Answerer, EpisodeBatch, check_render_mode, check_reset_options
 from amp_envs.tasks import Task, make_task
 
 
@@ -59,6 +59,7 @@ class AmpVectorEnv(VectorEnv):
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        check_reset_options(options)
         if isinstance(seed, list):
             raise ValueError("AmpVectorEnv takes one integer seed for the whole batch, not a list")
         if seed is not None:

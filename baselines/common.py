@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from amp_envs.tasks import Contexts, Task, make_task
+from amp_envs.tasks import TASKS, Contexts, Task, make_task
 from amp_envs.tasks.base import UNKNOWN, ExpertProgram, Transcripts
 from baselines.model import Answerer, ModelConfig
+from baselines.validation import check_fields, check_range
 
 EVAL_SEED = 1810_08575  # the held-out test set's seed (the paper's arXiv number), never trained on
 
@@ -84,30 +85,56 @@ class TrainConfig:
         self.model_overrides = {**preset, **self.model_overrides}
 
     def model_config(self) -> ModelConfig:
+        if not isinstance(self.model_overrides, dict):
+            raise ValueError(f"model_overrides must be a JSON object, got {self.model_overrides!r}")
         cfg = ModelConfig.preset(self.model)
         for key, value in self.model_overrides.items():
             if not hasattr(cfg, key):
-                raise ValueError(f"unknown model setting {key!r}")
+                known = ", ".join(f.name for f in dataclasses.fields(ModelConfig))
+                raise ValueError(f"unknown model setting {key!r} (known: {known})")
             setattr(cfg, key, value)
         cfg.validate()
         return cfg
 
-    def validate(self) -> None:
-        for name in ("steps", "batch_contexts", "questions_per_context", "eval_every", "checkpoint_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+    def check(self) -> None:
+        """ValueError naming the first setting with a wrong type or an out-of-range value (what
+        does not depend on this machine: `validate` also checks the device)."""
+        check_fields(self)
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose from {sorted(TASKS)}")
+        low, high = TASKS[self.task].min_size, TASKS[self.task].max_size_limit
+        check_range(self, "size", low, high)
+        check_range(self, "seed", 0)
+        for name in (
+            "steps",
+            "batch_contexts",
+            "questions_per_context",
+            "eval_every",
+            "checkpoint_every",
+            "eval_contexts",
+            "eval_questions_per_context",
+            "threads",
+            "curriculum_oversample",
+        ):
+            check_range(self, name, 1)
+        for name in ("lr_warmup", "weight_decay", "max_minutes", "curriculum_start", "curriculum_min_steps"):
+            check_range(self, name, 0)
+        check_range(self, "lr", 0, 10, open_low=True)  # Adam beyond 10 only diverges (1e38 overflows)
+        check_range(self, "grad_clip", 0, open_low=True)
+        check_range(self, "lr_final_fraction", 0, 1)
+        check_range(self, "curriculum_threshold", 0, 1, open_low=True)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.curriculum not in CURRICULA:
             raise ValueError(f"curriculum must be one of {list(CURRICULA)}, got {self.curriculum!r}")
         if self.curriculum in ("size", "both") and not 2 <= self.curriculum_start_size <= self.size:
             raise ValueError(f"curriculum_start_size must be in [2, size={self.size}]")
-        if int(self.curriculum_oversample) < 1:
-            raise ValueError(f"curriculum_oversample must be >= 1, got {self.curriculum_oversample!r}")
-        if not 0 < self.curriculum_threshold <= 1:
-            raise ValueError("curriculum_threshold must be in (0, 1]")
-        check_device(self.device)
         self.model_config()
+
+    def validate(self) -> None:
+        """`check`, and that the device exists here."""
+        self.check()
+        check_device(self.device)
 
     def lr_factor(self, step: int) -> float:
         """The learning rate at optimiser step `step`, as a fraction of `lr`."""

@@ -27,6 +27,7 @@ import torch
 from amp_envs.tasks import Contexts, Task
 from baselines.common import FactsAndLookups, ReplayBuffer, TrainConfig, amplify, choose, draw_questions
 from baselines.trainer import Trainer
+from baselines.validation import check_range
 
 
 @dataclass
@@ -39,14 +40,19 @@ class ExItConfig(TrainConfig):
     # "all": search and train on every kind of question H asks X (as IA); "main": the main kind
     question_kinds: str = "all"
 
+    def check(self) -> None:
+        super().check()
+        if self.question_kinds not in ("all", "main"):
+            raise ValueError(f"question_kinds must be 'all' or 'main', got {self.question_kinds!r}")
+        for name in ("replay_contexts", "generate_contexts"):
+            check_range(self, name, 1)
+        for name in ("amplify_samples", "direct_samples", "temperature"):
+            check_range(self, name, 0)
+
 
 def setup(t: Trainer) -> None:
     cfg, task = t.cfg, t.train_task()
     assert isinstance(cfg, ExItConfig)
-    if cfg.question_kinds not in ("all", "main"):
-        raise ValueError(f"question_kinds must be 'all' or 'main', got {cfg.question_kinds!r}")
-    if cfg.amplify_samples < 0 or cfg.direct_samples < 0 or cfg.temperature < 0:
-        raise ValueError("amplify_samples, direct_samples and temperature must be >= 0")
     t.extra["buffer"] = ReplayBuffer(
         cfg.replay_contexts, (task.max_facts, task.fact_len), cfg.questions_per_context, task.question_len
     )

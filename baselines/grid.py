@@ -1,4 +1,5 @@
-"""`amp bench`: train a grid of runs (tasks x methods x sizes x seeds), each with a time budget.
+"""`amp bench` and `amp reproduce`: train a set of runs (a grid of tasks x methods x sizes x
+seeds, or the runs that result files record) into a runs folder.
 
 Resumable: a run whose complete result file exists is skipped, a run that was interrupted
 (a partial result or a checkpoint without a result) is resumed from its checkpoint; so the same
@@ -7,7 +8,8 @@ command, run again, finishes what is left. Backends:
 * `local` (default): `--jobs` worker processes on this machine, one fresh process per run.
 * `ray` (`pip install 'amp-envs[ray]'`): every run is a Ray task, on the cluster at
   `--ray-address` or on a local Ray instance; for grids that outgrow one machine (the runs
-  folder and the results folder must then be on storage every node sees).
+  folder and the results folder must then be on storage every node sees). A task whose worker
+  dies is retried once, and the retry resumes the run from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import baselines.run
-from baselines.methods import get_method
+from baselines.errors import UsageError
+from baselines.methods import get_method, import_plugins
 from baselines.results import ResultError, load_result
-from baselines.run import config_id
+from baselines.run import run_name
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class RunSpec:
     method: str
     settings: dict[str, Any] = field(hash=False)
     runs_dir: str = "runs"
-    results_dir: str = "leaderboard/results"
+    results_dir: str = "runs/results"
     plugins: tuple[str, ...] = ()  # modules or .py files that register methods (`--import`)
 
     def config(self) -> Any:
@@ -46,37 +48,30 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        cfg = self.config()
-        return f"{cfg.task}-n{cfg.size}-{self.method}-s{cfg.seed}-{config_id(cfg)}"
+        return run_name(self.method, self.config())
 
     @property
     def result_path(self) -> Path:
         return Path(self.results_dir) / f"{self.name}.json"
 
     def status(self) -> str:
-        """ "done" (complete result file), "resume" (interrupted, or finished on a smaller budget
-        than asked now: continue it from its checkpoint) or "new" (train from scratch; a result
-        of a smaller budget whose checkpoint is gone is then replaced)."""
+        """ "done" (complete result file), "resume" (interrupted, or stopped by a smaller time budget
+        than asked now: continue it from its checkpoint) or "new" (train from scratch)."""
         if self.result_path.exists():
             try:
                 result = load_result(self.result_path)
-                if not result["partial"] and not self.asks_more_than(result):
+                if not result["partial"] and not self.asks_more_time_than(result):
                     return "done"
             except ResultError:
                 pass  # a broken file: train again (resuming if there is a checkpoint)
         return "resume" if (Path(self.runs_dir) / self.name / "checkpoint.pt").exists() else "new"
 
-    def asks_more_than(self, result: dict[str, Any]) -> bool:
-        """Whether this spec's budget is larger than the one `result` stopped on (a run's name
-        does not depend on its budget, so `--max-minutes 20` extends a 3-minute run)."""
-        cfg, done = self.config(), result["config"]
-        if result["stop_reason"] == "steps":
-            return cfg.steps > done["steps"]
-        if result["stop_reason"] == "time":
-            return cfg.steps > result["steps"] and (
-                cfg.max_minutes == 0 or cfg.max_minutes > done["max_minutes"]
-            )
-        return False
+    def asks_more_time_than(self, result: dict[str, Any]) -> bool:
+        """Whether `result` stopped on its time budget and this spec's is larger (the time budget
+        does not name a run, so `--max-minutes 20` extends a 3-minute run)."""
+        cfg = self.config()
+        more = cfg.max_minutes == 0 or cfg.max_minutes > result["config"]["max_minutes"]
+        return result["stop_reason"] == "time" and cfg.steps > result["steps"] and more
 
 
 def grid(
@@ -91,13 +86,13 @@ def grid(
 ) -> list[RunSpec]:
     """The runs of a grid, seed by seed. `settings` (e.g. max_minutes, steps, eval_every) go to
     every method whose config has that field; one that no method has is an error. Results go to
-    `results_dir` (default leaderboard/results)."""
-    results_dir = baselines.run.RESULTS_DIR if results_dir is None else results_dir
+    `results_dir` (default <runs_dir>/results)."""
+    results_dir = Path(runs_dir) / "results" if results_dir is None else results_dir
     methods, settings = list(methods), settings or {}
     known = set().union(*({f.name for f in dataclasses.fields(get_method(m).config)} for m in methods))
     unknown = sorted(set(settings) - known)
     if unknown:  # a typo would otherwise change nothing, and the run be skipped as done
-        raise ValueError(f"setting(s) {unknown} belong to none of the methods {methods}")
+        raise UsageError(f"setting(s) {unknown} belong to none of the methods {methods}")
     specs = []
     # seed-major: a grid cut short has every (size, task, method) cell at one seed before any
     # cell gets its next seed
@@ -106,13 +101,50 @@ def grid(
         extra = {k: v for k, v in settings.items() if k in names}
         values = {**extra, "task": task, "size": int(size), "seed": int(seed)}
         specs.append(RunSpec(method, values, str(runs_dir), str(results_dir), tuple(plugins)))
+    for spec in specs:  # every config checked before any run starts
+        try:
+            spec.config().check()
+        except ValueError as error:
+            raise UsageError(f"{spec.method} {spec.settings}: {error}") from None
     return specs
+
+
+def spec_from_result(
+    result: dict[str, Any], runs_dir: str | Path, changes: dict[str, Any], plugins: tuple[str, ...] = ()
+) -> RunSpec:
+    """The run a result file records (its config as written, with `changes`), to train again
+    into `runs_dir`."""
+    import_plugins(plugins)
+    names = {f.name for f in dataclasses.fields(get_method(result["method"]).config)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise UsageError(f"setting(s) {unknown} are not settings of method {result['method']!r}")
+    settings = {**{k: v for k, v in result["config"].items() if k in names}, **changes}
+    return RunSpec(result["method"], settings, str(runs_dir), str(Path(runs_dir) / "results"), plugins)
+
+
+def compare_table(recorded: list[dict[str, Any]], paths: list[Path], specs: list[RunSpec]) -> str:
+    """Recorded against retrained: final accuracy and steps to 99%, one line per run."""
+
+    def to99(result: dict[str, Any]) -> str:
+        hit = result["steps_to"]["99"]
+        return "-" if hit is None else str(hit["step"])
+
+    lines = [f"{'result file':60s} {'recorded':>9s} {'again':>9s} {'diff':>7s} {'99% at':>13s}"]
+    for result, path, spec in zip(recorded, paths, specs, strict=True):
+        try:
+            again = load_result(spec.result_path)
+        except ResultError as error:
+            lines.append(f"{path.name:60s} {result['final']['accuracy']:9.4f}   no new result ({error})")
+            continue
+        a, b = result["final"]["accuracy"], again["final"]["accuracy"]
+        lines.append(f"{path.name:60s} {a:9.4f} {b:9.4f} {b - a:+7.4f} {to99(result):>6s}/{to99(again):<6s}")
+    return "\n".join(lines)
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
     """Train one run in this process (quietly; Ctrl-C/SIGTERM stop it cleanly with a partial
-    result); returns a summary."""
-    from baselines.cli import _stop_cleanly_on_signals, import_plugins
+    result), resuming it if it has a checkpoint; returns a summary."""
     from baselines.methods import train
 
     start = time.perf_counter()
@@ -125,11 +157,10 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
             results_dir=Path(spec.results_dir),
             resume=spec.status() == "resume",
             quiet=True,
-            on_start=_stop_cleanly_on_signals,
+            stop_on_signals=True,
         )
     except Exception as e:  # one failed run must not take the grid down: report it
-        name = f"{spec.method} {spec.settings}"
-        return {"name": name, "ok": False, "error": f"{type(e).__name__}: {e}"}
+        return {"name": spec.name, "ok": False, "error": f"{type(e).__name__}: {e}"}
     return {
         "name": spec.name,
         "ok": True,
@@ -265,7 +296,8 @@ def _run_ray(
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=cpus_per_run, max_retries=0)(run_one)
+    # a worker that dies (killed, out of memory) is retried once; the retry resumes the run
+    remote = ray.remote(num_cpus=cpus_per_run, max_retries=1)(run_one)
     running = {remote.remote(spec): spec for spec in todo}
     for spec in todo:  # Ray schedules them all: "running" counts those waiting for a CPU there too
         progress.started(spec.name, "submitted to Ray:")
@@ -292,7 +324,7 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+            raise UsageError(f"--set takes KEY=VALUE, got {pair!r}")
         try:
             out[key.replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:

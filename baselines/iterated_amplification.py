@@ -23,6 +23,7 @@ import torch
 from amp_envs.tasks.base import UNKNOWN, ExpertProgram
 from baselines.common import FactsAndLookups, ReplayBuffer, TrainConfig, amplify, draw_questions
 from baselines.trainer import Trainer
+from baselines.validation import check_range
 
 
 @dataclass
@@ -43,6 +44,14 @@ class IAConfig(TrainConfig):
 
     BEFORE_ADDED: ClassVar[dict[str, Any]] = {**TrainConfig.BEFORE_ADDED, "skip_unknown_targets": False}
     UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = ("skip_unknown_targets",)
+
+    def check(self) -> None:
+        super().check()
+        if self.question_kinds not in ("all", "main"):
+            raise ValueError(f"question_kinds must be 'all' or 'main', got {self.question_kinds!r}")
+        check_range(self, "ema_horizon", 1)
+        check_range(self, "replay_contexts", 1)
+        check_range(self, "generate_contexts", 1)
 
 
 class EMAModel:
@@ -69,8 +78,6 @@ class EMAModel:
 def setup(t: Trainer) -> None:
     cfg, task = t.cfg, t.train_task()
     assert isinstance(cfg, IAConfig)
-    if cfg.question_kinds not in ("all", "main"):
-        raise ValueError(f"question_kinds must be 'all' or 'main', got {cfg.question_kinds!r}")
     if t.curriculum.uses_difficulty and not task.difficulty_from_question:
         raise ValueError(
             f"{task.name}'s difficulty classes are computed from the context (they reveal part of "

@@ -28,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from baselines.results import config_without_seed, load_results, model_settings_before_added, setting_id
+from baselines.results import (
+    ResultError,
+    config_without_seed,
+    is_verified,
+    load_results,
+    model_settings_before_added,
+    setting_id,
+)
 
 LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboard"
 PROJECT_README = LEADERBOARD_DIR.parent / "README.md"
@@ -62,7 +69,7 @@ class Row:
 
     @property
     def verified(self) -> int:
-        return sum(bool((r.get("verified") or {}).get("ok")) for r in self.runs)
+        return sum(is_verified(r) for r in self.runs)
 
 
 def departures_from_defaults(row: Row) -> int:
@@ -96,6 +103,14 @@ def group(results: list[dict[str, Any]]) -> list[Row]:
 
 
 # -- formatting --------------------------------------------------------------------------------------
+def md(text: object) -> str:
+    """Text from a result file made inert in a markdown table: no HTML, links or cell breaks."""
+    out = str(text)
+    for char in "\\`*_[]<>|#!":
+        out = out.replace(char, "\\" + char)
+    return out.replace("\n", " ")
+
+
 def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     mean = scale * float(np.mean(values))
     if len(values) == 1:
@@ -158,7 +173,7 @@ def task_table(rows: list[Row], results_link: str) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for row in rows:
         cells = [
-            f"`{row.method}`",
+            f"`{row.method}`",  # a method name: letters, digits, `_.-` (the validator's pattern)
             f"`{row.setting}`",
             seeds(row, results_link),
             budget(row.runs[0]["config"]),
@@ -203,7 +218,7 @@ def main_table(rows: list[Row]) -> str:
     ]
     for task, size in sorted(cells):
         row = [cells[(task, size)].get(m, "") for m in methods]
-        lines.append(f"| {task} | {size} | " + " | ".join(row) + " |")
+        lines.append(f"| {md(task)} | {size} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -251,7 +266,7 @@ def readme(rows: list[Row], plots: list[str], n_files: int) -> str:
     for task in sorted({r.task for r in rows}):
         for size in sorted({r.size for r in rows if r.task == task}):
             here = [r for r in rows if r.task == task and r.size == size]
-            out += [f"### {task}, size {size}", "", task_table(here, "results"), ""]
+            out += [f"### {md(task)}, size {size}", "", task_table(here, "results"), ""]
     out += ["## Plots", ""]
     out += [f"![{p}](plots/{p})\n" for p in plots]
     return "\n".join(out).rstrip() + "\n"
@@ -429,12 +444,14 @@ def build(
     results_dir: Path = LEADERBOARD_DIR / "results",
     out_dir: Path = LEADERBOARD_DIR,
     project_readme: Path | None = None,
+    skipped: list[ResultError] | None = None,
 ) -> list[Path]:
     """Write out_dir/README.md and out_dir/plots/ (and the project README's leaderboard section,
-    if given); returns the files written."""
-    results = load_results(results_dir)
+    if given); returns the files written. A bad result file raises `ResultError`, or, given a
+    `skipped` list, goes there and is left out."""
+    results = load_results(results_dir, skipped)
     if not results:
-        raise ValueError(f"no result files in {results_dir}")
+        raise ResultError(f"{results_dir}: no valid result files")
     rows = group(results)
     plots = write_plots(rows, out_dir / "plots")
     (out_dir / "README.md").write_text(readme(rows, plots, len(results)))
@@ -454,14 +471,17 @@ def check(
 ) -> list[str]:
     """Rebuild into a temporary folder and compare with `out_dir`: the README byte for byte, the
     plots by the hash of their data (and byte for byte when drawn by the same matplotlib version),
-    and the project README's section. Returns the differences (empty: up to date)."""
+    and the project README's section. Every result file must be valid. Returns the differences
+    (empty: up to date)."""
+    skipped: list[ResultError] = []
     problems = []
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
-        plots = [p.name for p in build(results_dir, fresh) if p.suffix == ".png"]
+        plots = [p.name for p in build(results_dir, fresh, skipped=skipped) if p.suffix == ".png"]
+        problems += [f"invalid result file: {error}" for error in skipped]
         if project_readme is not None:
             link = str(Path(out_dir).resolve().relative_to(project_readme.resolve().parent))
-            section = project_section(group(load_results(results_dir)), plots, link)
+            section = project_section(group(load_results(results_dir, [])), plots, link)
             if section not in _read(project_readme):
                 problems.append(f"{project_readme}: the leaderboard section is out of date")
         new, old = (fresh / "README.md").read_text(), _read(out_dir / "README.md")

@@ -101,8 +101,8 @@ class LearnedHConfig(IAConfig):
     }
     UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = (*IAConfig.UNNAMED_AT_BEFORE, "demo_questions")
 
-    def validate(self) -> None:
-        super().validate()
+    def check(self) -> None:
+        super().check()
         if self.demos < 1:
             raise ValueError(f"demos must be >= 1, got {self.demos!r}")
         if self.demo_schedule not in DEMO_SCHEDULES:

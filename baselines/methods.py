@@ -23,15 +23,21 @@ Outside the package: `register_method` in your own module, then `amp train --imp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from baselines import expert_iteration, iterated_amplification, learned_expert, rl, supervised
 from baselines.common import TrainConfig
-from baselines.trainer import Trainer
+from baselines.errors import UsageError
+from baselines.trainer import Trainer, stop_cleanly_on_signals
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,33 @@ METHODS: dict[str, Method] = {
 }
 
 
+def import_plugins(plugins: Iterable[str]) -> None:
+    """Import modules (`my_package.my_method`) or files (`examples/custom_method.py`) that
+    register methods with `register_method`; each at most once per process. A plugin that
+    cannot be imported is a `UsageError` naming it."""
+    for plugin in plugins:
+        try:
+            if plugin.endswith(".py"):
+                path = Path(plugin).resolve()
+                name = "amp_plugin_" + path.stem
+                if name in sys.modules:
+                    continue
+                spec = importlib.util.spec_from_file_location(name, path)
+                if spec is None or spec.loader is None or not path.is_file():
+                    raise UsageError(f"cannot import {plugin}: no such file")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
+            else:
+                importlib.import_module(plugin)
+        except ImportError as error:
+            raise UsageError(f"cannot import {plugin}: {error}") from None
+
+
 def register_method(name: str, method: Method) -> None:
     if name in METHODS:
         raise ValueError(f"a method named {name!r} is already registered")
@@ -66,7 +99,7 @@ def register_method(name: str, method: Method) -> None:
 
 def get_method(name: str) -> Method:
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+        raise UsageError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
     return METHODS[name]
 
 
@@ -74,17 +107,29 @@ def train(
     method: str,
     cfg: TrainConfig,
     on_start: Callable[[Trainer], None] | None = None,
+    stop_on_signals: bool = False,
     **trainer_options: object,
 ) -> Trainer:
     """Train `method` with `cfg`; returns the trainer (model, result path, curve).
-    `on_start(trainer)` runs once the trainer exists (the CLI installs its signal handlers)."""
+    `on_start(trainer)` runs once the trainer exists; with `stop_on_signals`, Ctrl-C and SIGTERM
+    stop the run cleanly (what `amp train` and `amp bench` do)."""
     m = get_method(method)
     if not isinstance(cfg, m.config):
         raise ValueError(f"method {method!r} takes a {m.config.__name__}, got {type(cfg).__name__}")
-    trainer = m.trainer(method, cfg, **trainer_options)  # type: ignore[arg-type]
-    if m.setup is not None:
-        m.setup(trainer)
-    if on_start is not None:
-        on_start(trainer)
-    trainer.fit(m.train_step)
+    try:
+        trainer = m.trainer(method, cfg, **trainer_options)  # type: ignore[arg-type]
+    except ValueError as error:  # the config, checked before anything runs
+        raise UsageError(str(error)) from error
+    try:
+        if m.setup is not None:
+            try:
+                m.setup(trainer)
+            except ValueError as error:  # a method's own check of the config
+                raise UsageError(str(error)) from error
+        if on_start is not None:
+            on_start(trainer)
+        with stop_cleanly_on_signals(trainer) if stop_on_signals else contextlib.nullcontext():
+            trainer.fit(m.train_step)
+    finally:
+        trainer.run.release()
     return trainer

@@ -93,6 +93,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.validation import check_fields, check_range
+
 
 @dataclass
 class ModelConfig:
@@ -160,16 +162,24 @@ class ModelConfig:
     LINKS: ClassVar[tuple[str, ...]] = ("relations", "softmax")
 
     def validate(self) -> None:
-        if self.link not in self.LINKS:
-            raise ValueError(f"model setting link must be one of {list(self.LINKS)}, got {self.link!r}")
-        if self.route_init_std < 0:
-            raise ValueError(f"model setting route_init_std must be >= 0, got {self.route_init_std!r}")
-        if self.relation_scale <= 0:
-            raise ValueError(f"model setting relation_scale must be > 0, got {self.relation_scale!r}")
         for name, least in (("registers", 0), ("reach_hops", 0), ("encoder_loops", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"model setting {name} must be an integer >= {least}, got {value!r}")
+        check_fields(self, "model setting ")
+        if self.link not in self.LINKS:
+            raise ValueError(f"model setting link must be one of {list(self.LINKS)}, got {self.link!r}")
+        for name in ("d_model", "n_heads", "decoder_layers", "d_ff"):
+            check_range(self, name, 1, prefix="model setting ")
+        for name in ("encoder_layers", "doubling_levels", "route_init_std"):
+            check_range(self, name, 0, prefix="model setting ")
+        check_range(self, "relation_scale", 0, prefix="model setting ", open_low=True)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model setting dropout must be in [0, 1), got {self.dropout!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"model setting d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})"
+            )
         if not isinstance(self.loop_readout, (int, float)) or self.loop_readout < 0:
             raise ValueError(f"model setting loop_readout must be a number >= 0, got {self.loop_readout!r}")
         if self.loop_readout and not self.registers:

@@ -1,25 +1,44 @@
-"""Result files (`leaderboard/results/<run name>.json`): their schema, validation, and the small
-model-only weights file (`leaderboard/weights/<run name>.pt`) that `amp verify` re-evaluates.
+"""Result files (`<results folder>/results/<run name>.json`): their schema, validation, and the
+model-only weights file beside them (`<results folder>/weights/<run name>.safetensors`) that
+`amp verify` re-evaluates. A results folder is `runs/` for what `amp train` writes and
+`leaderboard/` for what `amp submit` publishes.
 
-A result file is written by `Run.write_result` at the end of every run. `load_result` refuses a
-file that is malformed or incomplete with a message naming the file and what is wrong, so the
-leaderboard is never built from a broken file.
+A result file is written by `Run.write_result` at the end of every run, validated first.
+`load_result` refuses a file that is malformed, incomplete or out of range (a NaN, an accuracy
+above 1, an unknown task, a config value of the wrong type, a path that leaves its folder) with
+a message naming the file and what is wrong. Nothing a result file says is run or opened: the
+weights file is found from the result file's own name, and a run's checkpoint is read only when
+the user names it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import asdict, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 
 from baselines.common import EvalSet, TrainConfig, build_model
+from baselines.errors import UsageError
+from baselines.io import (
+    LEGACY_WEIGHTS_SUFFIX,
+    WEIGHTS_SUFFIX,
+    atomic_write_text,
+    load_checkpoint,
+    load_weights,
+    save_weights,
+    sha256,
+)
 from baselines.model import Answerer, ModelConfig, naming_settings
 
-SCHEMA_VERSION = 1
+# 2: paths relative and confined, numbers finite and in range, configs type-checked, weights as
+# safetensors, `error` and `resumed_at` recorded
+SCHEMA_VERSION = 2
 STOP_REASONS = ("steps", "time", "interrupted", "error")
 PARTIAL_STOP_REASONS = ("interrupted", "error")  # the run did not end on its budget
 
@@ -46,7 +65,11 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
 CURVE_ROW = {"step": int, "wall_seconds": (int, float), "accuracy": (int, float)}
 
 
-class ResultError(ValueError):
+METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ResultError(UsageError):
     """A result file that cannot be used: the message says which file and why."""
 
 
@@ -81,12 +104,25 @@ def validate_result(result: Any, path: Path | str = "<result>") -> dict[str, Any
         path,
         f"partial must be true exactly when stop_reason is one of {PARTIAL_STOP_REASONS}",
     )
+    bad_number = _first_non_finite(result)
+    _expect(bad_number is None, path, f"{bad_number} is not a finite number")
     for key in ("task", "size", "seed"):
         _expect(
             result["config"].get(key) == result[key],
             path,
             f"config.{key} ({result['config'].get(key)!r}) differs from {key} ({result[key]!r})",
         )
+    _expect(
+        bool(METHOD_NAME.fullmatch(result["method"])),
+        path,
+        f"method {result['method']!r} is not a method name",
+    )
+    try:
+        method_config(result).check()
+    except (ValueError, TypeError) as error:
+        raise ResultError(f"{path}: config: {error}") from None
+    for key in ("steps", "wall_seconds"):
+        _expect(result[key] >= 0, path, f"{key} must be >= 0, got {result[key]!r}")
     final = result["final"]
     _expect(_is(final.get("accuracy"), (int, float)), path, "final.accuracy is missing or not a number")
     _expect(0 <= final["accuracy"] <= 1, path, f"final.accuracy {final['accuracy']} is not in [0, 1]")
@@ -95,6 +131,8 @@ def validate_result(result: Any, path: Path | str = "<result>") -> dict[str, Any
     for d, row in per.items():
         ok = isinstance(row, dict) and _is(row.get("accuracy"), (int, float)) and _is(row.get("count"), int)
         _expect(ok, path, f"final.per_difficulty[{d}] needs accuracy and count")
+        _expect(0 <= row["accuracy"] <= 1, path, f"final.per_difficulty[{d}].accuracy is not in [0, 1]")
+        _expect(d.isdigit(), path, f"final.per_difficulty has a class {d!r} that is not a number")
     for key, n in result["counts"].items():
         _expect(_is(n, int) and n >= 0, path, f"counts.{key} must be a count (int >= 0), got {n!r}")
     for t in ("90", "99"):
@@ -105,17 +143,65 @@ def validate_result(result: Any, path: Path | str = "<result>") -> dict[str, Any
     for i, row in enumerate(result["curve"]):
         for key, kind in CURVE_ROW.items():
             _expect(isinstance(row, dict) and _is(row.get(key), kind), path, f"curve[{i}].{key} missing")
+        _expect(0 <= row["accuracy"] <= 1, path, f"curve[{i}].accuracy {row['accuracy']} is not in [0, 1]")
     steps = [row["step"] for row in result["curve"]]
     _expect(steps == sorted(steps), path, "curve steps are not increasing")
-    weights = result.get("weights")  # optional: older files and hand-made ones have none
-    ok = weights is None or (
-        isinstance(weights, dict) and all(isinstance(weights.get(k), str) for k in ("path", "sha256"))
+    _expect(
+        _relative_inside(result.get("checkpoint")),
+        path,
+        "checkpoint must be a relative path inside the runs folder",
     )
-    _expect(ok, path, "weights must be null or {path, sha256}")
+    _expect(
+        result.get("error") is None or isinstance(result["error"], str), path, "error must be null or text"
+    )
+    resumed = result.get("resumed_at", [])
+    _expect(
+        isinstance(resumed, list) and all(_is(s, int) for s in resumed),
+        path,
+        "resumed_at must be a list of steps",
+    )
+    weights = result.get("weights")  # optional: a run that failed, and files made by hand, have none
+    if weights is not None:
+        ok = isinstance(weights, dict) and isinstance(weights.get("path"), str)
+        ok = ok and isinstance(weights.get("sha256"), str) and bool(SHA256.fullmatch(weights["sha256"]))
+        _expect(ok, path, "weights must be null or {path, sha256}")
+        stem = Path(path).stem
+        allowed = [f"weights/{stem}{suffix}" for suffix in (WEIGHTS_SUFFIX, LEGACY_WEIGHTS_SUFFIX)]
+        _expect(
+            weights["path"] in allowed, path, f"weights.path must be {allowed[0]}, got {weights['path']!r}"
+        )
     verified = result.get("verified")  # optional: written by `amp verify`
-    ok = verified is None or (isinstance(verified, dict) and isinstance(verified.get("ok"), bool))
+    ok = verified is None or (
+        isinstance(verified, dict)
+        and isinstance(verified.get("ok"), bool)
+        and _is(verified.get("accuracy"), (int, float))
+        and 0 <= verified["accuracy"] <= 1
+        and (verified.get("weights_sha256") is None or isinstance(verified["weights_sha256"], str))
+    )
     _expect(ok, path, "verified must be null or {ok, accuracy, ...} as `amp verify` writes it")
     return result
+
+
+def _first_non_finite(value: Any, where: str = "") -> str | None:
+    """The path of the first NaN or infinity in a parsed JSON value (JSON parsers accept them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "a value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _first_non_finite(
+            item, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip(".")
+        )
+        if found:
+            return found
+    return None
+
+
+def _relative_inside(text: Any) -> bool:
+    """A relative POSIX path that stays inside its folder (no `..`, no drive, no backslash)."""
+    if not isinstance(text, str) or not text or "\\" in text or ":" in text:
+        return False
+    parts = PurePosixPath(text)
+    return not parts.is_absolute() and ".." not in parts.parts
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
@@ -135,11 +221,18 @@ def load_result(path: str | Path) -> dict[str, Any]:
     return validate_result(result, path)
 
 
-def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
-    """Every `*.json` under `results_dir`, validated, sorted by file name; each gets `_path`."""
+def load_results(results_dir: str | Path, skipped: list[ResultError] | None = None) -> list[dict[str, Any]]:
+    """Every `*.json` under `results_dir`, validated, sorted by file name; each gets `_path`. A
+    bad file raises `ResultError`, or, given a `skipped` list, is appended to it and left out."""
     out = []
     for path in sorted(Path(results_dir).glob("*.json")):
-        result = load_result(path)
+        try:
+            result = load_result(path)
+        except ResultError as error:
+            if skipped is None:
+                raise
+            skipped.append(error)
+            continue
         result["_path"] = path
         out.append(result)
     return out
@@ -147,31 +240,33 @@ def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
 
 def write_result_file(result: dict[str, Any], path: Path) -> None:
     """Write a result file the one way every writer uses (indent 1, trailing newline)."""
-    from baselines.run import atomic_write_text
-
     clean = {k: v for k, v in result.items() if not k.startswith("_")}
-    atomic_write_text(json.dumps(clean, indent=1) + "\n", path)
+    atomic_write_text(json.dumps(clean, indent=1, allow_nan=False) + "\n", path)
 
 
 # -- weights: the model alone, small enough to commit ----------------------------------------------
 def weights_path_for(result_path: Path) -> Path:
-    """leaderboard/results/<name>.json -> leaderboard/weights/<name>.pt"""
-    return result_path.parent.parent / "weights" / (result_path.stem + ".pt")
+    """<folder>/results/<name>.json -> <folder>/weights/<name>.safetensors"""
+    return result_path.parent.parent / "weights" / (result_path.stem + WEIGHTS_SUFFIX)
 
 
-def save_weights(model: torch.nn.Module, path: Path) -> str:
-    """Save the trained model's (X's, or an RL policy's) float32 parameters alone (no optimiser
-    or replay buffer); returns the sha256."""
-    from baselines.run import atomic_save
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    atomic_save({"format": 1, "model": state}, path)
-    return sha256(path)
+def recorded_weights_file(result: dict[str, Any], result_path: Path) -> Path | None:
+    """The weights file a (validated) result records, in its results folder; None if none."""
+    weights = result.get("weights")
+    if not weights:
+        return None
+    return weights_path_for(result_path).with_suffix(Path(weights["path"]).suffix)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def is_verified(result: dict[str, Any]) -> bool:
+    """The leaderboard's ✓: `amp verify` recorded a match for weights whose sha256 is the one the
+    result names, and that file is here with that sha256. A file's own `"verified": {"ok": true}`
+    without its weights counts for nothing (and the test suite re-verifies every ✓)."""
+    verified, weights = result.get("verified") or {}, result.get("weights")
+    if not (verified.get("ok") and weights and verified.get("weights_sha256") == weights["sha256"]):
+        return False
+    path = recorded_weights_file(result, result["_path"])
+    return path is not None and path.is_file() and sha256(path) == weights["sha256"]
 
 
 def train_config(result: dict[str, Any]) -> TrainConfig:
@@ -256,30 +351,31 @@ def setting_id(result: dict[str, Any]) -> str:
 
 # -- verification ----------------------------------------------------------------------------------
 def _model_state(result: dict[str, Any], path: Path, checkpoint: Path | None) -> tuple[dict, Path, str]:
-    """The run's final weights: `checkpoint` if given, else the weights file the result names,
-    else the run folder's checkpoint (then the weights file is written from it, to commit)."""
-    weights = result.get("weights")
-    weights_file = path.parent.parent / weights["path"] if weights else weights_path_for(path)
-    if checkpoint is None and weights_file.exists():
-        if weights and sha256(weights_file) != weights["sha256"]:
-            raise ResultError(f"{weights_file}: sha256 differs from the one {path.name} records")
-        state = torch.load(weights_file, weights_only=True, map_location="cpu")
-        return state["model"], weights_file, "weights"
-    recorded = str(result.get("checkpoint", ""))  # relative to where `amp train` ran, or the repo
-    candidates = [Path(checkpoint)] if checkpoint else [Path(recorded), path.parent.parent.parent / recorded]
-    for ckpt in candidates:
-        if ckpt.is_file():
-            state = torch.load(ckpt, weights_only=False, map_location="cpu")
-            if state["step"] != result["steps"]:
-                raise ResultError(
-                    f"{ckpt} is at step {state['step']} but {path.name} records step {result['steps']} "
-                    "(a run cut inside a step keeps its previous checkpoint): nothing to verify against"
-                )
-            return state["model"], ckpt, "checkpoint"
-    raise ResultError(
-        f"{path}: no weights to verify: neither {weights_file} nor the run's checkpoint "
-        f"({result.get('checkpoint')}) exists (weights files are written by runs from this version on)"
-    )
+    """The run's final weights: from `checkpoint` if the user names one (a trusted file), else
+    from the weights file beside the result (found from the result's own name, never from a
+    path it contains), whose sha256 must be the recorded one."""
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
+        if "model" not in state:
+            raise ResultError(
+                f"{checkpoint}: this checkpoint holds no model weights to verify (an RL agent's)"
+            )
+        if state["step"] != result["steps"]:
+            raise ResultError(
+                f"{checkpoint} is at step {state['step']} but {path.name} records step {result['steps']} "
+                "(a run cut inside a step keeps its previous checkpoint): nothing to verify against"
+            )
+        return state["model"], checkpoint, "checkpoint"
+    weights_file = recorded_weights_file(result, path)
+    if weights_file is None:
+        raise ResultError(
+            f"{path}: records no weights: nothing to verify (name the run's checkpoint with --checkpoint)"
+        )
+    if not weights_file.is_file():
+        raise ResultError(f"{path}: its weights file {weights_file} is missing")
+    if sha256(weights_file) != result["weights"]["sha256"]:
+        raise ResultError(f"{weights_file}: sha256 differs from the one {path.name} records")
+    return load_weights(weights_file), weights_file, "weights"
 
 
 def verify(
@@ -287,18 +383,28 @@ def verify(
 ) -> dict[str, Any]:
     """Reload a run's final model, re-evaluate it on the fixed test set and compare with the
     recorded final accuracy. With `record`, the outcome is written into the result file as
-    `verified` (the leaderboard marks those rows), and weights taken from a checkpoint are saved
-    to the weights file the result then names."""
+    `verified` with the sha256 of the weights it checked, and weights taken from a checkpoint are
+    saved to the weights file the result then names."""
     path = Path(path)
+    if not (math.isfinite(tolerance) and 0 <= tolerance <= 1):
+        raise UsageError(f"tolerance must be a number in [0, 1], got {tolerance!r}")
     result = load_result(path)
     state, source, kind = _model_state(result, path, Path(checkpoint) if checkpoint else None)
-    model = model_from_result(result, state)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ResultError(f"{source}: the weights hold non-finite values (in {', '.join(bad[:3])})")
+    try:
+        model = model_from_result(result, state)
+    except RuntimeError as error:  # load_state_dict: other shapes or keys than the run's model
+        raise ResultError(
+            f"{source}: the weights do not fit the run's model ({str(error).splitlines()[0]})"
+        ) from None
     accuracy = evaluate_result_model(result, model)["accuracy"]
     recorded = result["final"]["accuracy"]
     if kind == "checkpoint" and record:
         weights_file = weights_path_for(path)
         result["weights"] = {
-            "path": str(weights_file.relative_to(path.parent.parent)),
+            "path": weights_file.relative_to(path.parent.parent).as_posix(),
             "sha256": save_weights(model, weights_file),
         }
     verified = {

@@ -45,7 +45,7 @@ from torch import nn
 import amp_envs  # noqa: F401  (registers Amp/*-v0)
 from amp_envs.tasks.base import UNKNOWN
 from baselines.common import EVAL_SEED, TrainConfig
-from baselines.run import atomic_write_bytes
+from baselines.io import atomic_write_bytes
 from baselines.trainer import Trainer
 
 SETTINGS = ("oracle-easier", "lookup-only")
@@ -74,8 +74,8 @@ class RLConfig(TrainConfig):
         # the answerer X is not used: its model settings are not written out
         self.model_overrides = dict(self.model_overrides)
 
-    def validate(self) -> None:
-        super().validate()
+    def check(self) -> None:
+        super().check()
         if self.setting not in SETTINGS:
             raise ValueError(f"setting must be one of {list(SETTINGS)}, got {self.setting!r}")
         if self.features not in ("tokens", "flat"):

@@ -1,5 +1,5 @@
-"""Run bookkeeping shared by every method: the run folder, logs (CSV, JSONL, TensorBoard), atomic
-checkpoints and resuming, the progress bar, and the result file under `leaderboard/results/`."""
+"""Run bookkeeping shared by every method: the run folder and its lock, logs (CSV, JSONL,
+TensorBoard), checkpoints and resuming, the progress bar, and the result file."""
 
 from __future__ import annotations
 
@@ -18,13 +18,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from baselines.common import TrainConfig
-from baselines.model import naming_settings
-from baselines.results import PARTIAL_STOP_REASONS, SCHEMA_VERSION, save_weights, weights_path_for
-
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "leaderboard" / "results"
+from baselines.errors import RunError, UsageError
+from baselines.io import load_checkpoint, save_checkpoint, save_weights
+from baselines.results import (
+    PARTIAL_STOP_REASONS,
+    SCHEMA_VERSION,
+    ResultError,
+    load_result,
+    validate_result,
+    weights_path_for,
+    write_result_file,
+)
 
 
 def git_commit() -> str:
@@ -40,6 +48,26 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def command_line() -> str:
+    """The command that started this process, as one would type it again: `amp ...`, or
+    `python -m baselines.<module> ...` / `python <script> ...` (no absolute path of this machine)."""
+    script, args = Path(sys.argv[0]), sys.argv[1:]
+    if script.name == "amp":
+        head = "amp"
+    else:
+        root = Path(__file__).resolve().parent.parent
+        try:
+            relative = script.resolve().relative_to(root)
+        except (OSError, ValueError):
+            relative = Path(script.name)
+        package = relative.parts[0] if len(relative.parts) > 1 else ""
+        if package in ("baselines", "amp_envs") and relative.suffix == ".py":
+            head = "python -m " + ".".join(relative.with_suffix("").parts)
+        else:
+            head = f"python {relative.as_posix()}"
+    return " ".join([head, *args])
 
 
 def cpu_model() -> str:
@@ -75,55 +103,97 @@ def machine(device: str = "cpu") -> dict[str, Any]:
     }
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """Write `path` so that a crash leaves either the old file or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_bytes(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    atomic_write_bytes(text.encode(), path)
-
-
 class Run:
-    """One training run: `runs/<name>/` holds checkpoint.pt, log.csv, log.jsonl, tb/."""
+    """One training run. `runs/<name>/` holds checkpoint.pt, log.csv, log.jsonl, tb/ and `lock`
+    (the pid of the one process that may write there); the result file goes to
+    `<results_dir>/<name>.json` (default `runs/results/`), the weights beside it in
+    `<results_dir>/../weights/<name>.safetensors`. Nothing under `leaderboard/` is written unless
+    `results_dir` names it, and a complete result is never replaced unless `overwrite`."""
 
     def __init__(
         self,
         method: str,
         cfg: TrainConfig,
         runs_dir: str | Path = "runs",
-        results_dir: Path | None = None,
+        results_dir: str | Path | None = None,
         resume: bool = False,
+        overwrite: bool = False,
     ):
+        if resume and overwrite:
+            raise UsageError("--resume continues a run and --overwrite starts it over: pass one of them")
         self.method, self.cfg = method, cfg
-        self.name = f"{cfg.task}-n{cfg.size}-{method}-s{cfg.seed}-{config_id(cfg)}"
+        self.name = run_name(method, cfg)
         self.dir = Path(runs_dir) / self.name
         self.checkpoint_path = self.dir / "checkpoint.pt"
-        if not resume:
-            if self.checkpoint_path.exists():
-                raise ValueError(
-                    f"{self.dir} already holds a run: pass --resume to continue it, "
-                    "or delete the folder to start over"
-                )
-            shutil.rmtree(self.dir, ignore_errors=True)  # logs of a start that never checkpointed
+        self.results_dir = Path(runs_dir) / "results" if results_dir is None else Path(results_dir)
+        self.result_path = self.results_dir / f"{self.name}.json"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.results_dir = RESULTS_DIR if results_dir is None else Path(results_dir)
+        self._lock: FileLock | None = self._acquire_lock()
+        try:
+            self._check_existing(resume, overwrite)
+        except BaseException:
+            self.release()
+            raise
+        if not resume:  # files of an earlier start (or, with --overwrite, of a finished run)
+            for child in self.dir.iterdir():
+                if child.name != "lock":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
         self.commit = git_commit()  # the code this run started from
         self.curve: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
+        self.resumed_at: list[int] = []  # the steps at which the run was resumed
         self.wall_offset = 0.0  # seconds spent before a resume
         self.start = time.perf_counter()
         self._tb = None
         self._bar: tqdm | None = None
+
+    def _acquire_lock(self) -> FileLock:
+        """One process per run: a second one is refused, naming the holder."""
+        path = self.dir / "lock"
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:
+            holder = path.read_text().strip() if path.exists() else ""
+            raise RunError(
+                f"run {self.name} is in use by process {holder or '(unknown)'}: wait for it to end or stop "
+                f"it (lock file {path})"
+            ) from None
+        path.write_text(f"{os.getpid()}\n")
+        return lock
+
+    def release(self) -> None:
+        """Let another process take the run (at the end of training, or when the process exits)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _check_existing(self, resume: bool, overwrite: bool) -> None:
+        existing = None
+        if self.result_path.exists():
+            try:
+                existing = load_result(self.result_path)
+            except ResultError:
+                existing = {"partial": False, "stop_reason": "unreadable"}
+        finished = existing is not None and not existing["partial"]
+        if resume:
+            if finished and existing["stop_reason"] == "steps":
+                raise UsageError(
+                    f"run {self.name} is complete ({self.result_path}): nothing to resume "
+                    "(--overwrite trains it again from scratch)"
+                )
+            return
+        if overwrite:
+            return
+        if self.checkpoint_path.exists():
+            raise UsageError(
+                f"{self.dir} already holds a run: --resume to continue it, or --overwrite to start over"
+            )
+        if finished:
+            raise UsageError(
+                f"a complete result of run {self.name} exists ({self.result_path}): "
+                "--overwrite to replace it and its weights, or another --results-dir"
+            )
 
     # -- time and logs --------------------------------------------------------------------------
     def wall(self) -> float:
@@ -179,51 +249,60 @@ class Run:
             "config": asdict(self.cfg),
             "curve": self.curve,
             "counts": self.counts,
+            "resumed_at": self.resumed_at,
             "wall": self.wall(),
             "torch_rng": torch.get_rng_state(),
         }
-        atomic_save(state, self.checkpoint_path)
+        save_checkpoint(state, self.checkpoint_path)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_path.exists():
             return None
-        state = torch.load(self.checkpoint_path, weights_only=False, map_location="cpu")
-        theirs = comparable_settings(state["config"], self.cfg)
-        ours = comparable_settings(asdict(self.cfg), self.cfg)
+        state = load_checkpoint(self.checkpoint_path)
+        theirs = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
+        ours = {k: v for k, v in asdict(self.cfg).items() if k not in RESUMABLE_CHANGES}
         if state["method"] != self.method or theirs != ours:
-            changed = sorted(k for k in ours if theirs.get(k) != ours[k])
-            raise ValueError(
+            changed = sorted(k for k in ours.keys() | theirs.keys() if theirs.get(k) != ours.get(k))
+            raise UsageError(
                 f"checkpoint {self.checkpoint_path} was written by a different method or config "
                 f"(differs in: {changed or 'method'}); resume with the same arguments "
-                "(only the budget, threads and device may change), or delete the run folder to start over"
+                f"(only {', '.join(RESUMABLE_CHANGES)} may change), or --overwrite to start over"
             )
-        self.curve, self.counts = state["curve"], state["counts"]
+        self.counts, self.resumed_at = state["counts"], [*state["resumed_at"], state["step"]]
         self.wall_offset = state["wall"]
         self.start = time.perf_counter()
         torch.set_rng_state(state["torch_rng"])
-        # the logs may hold rows written after the checkpoint: rewrite them from the curve
+        # the logs may hold rows written after the checkpoint: rewrite them from the curve. A row
+        # off the evaluation schedule was the stop's own evaluation: an uninterrupted run has none
         for name in ("log.csv", "log.jsonl"):
             (self.dir / name).unlink(missing_ok=True)
         shutil.rmtree(self.dir / "tb", ignore_errors=True)
-        curve, self.curve = self.curve, []
-        for row in curve:
-            self.log(row)
+        for row in state["curve"]:
+            if row["step"] % self.cfg.eval_every == 0:
+                self.log(row)
         return state
 
     # -- the result file --------------------------------------------------------------------------
     def write_result(
-        self, final: dict[str, Any], step: int, stop_reason: str, model: torch.nn.Module | None = None
-    ) -> Path:
+        self,
+        final: dict[str, Any],
+        step: int,
+        stop_reason: str,
+        model: torch.nn.Module | None = None,
+        error: str | None = None,
+    ) -> Path | None:
         """stop_reason: "steps" (the step budget was reached), "time" (`max_minutes` was),
-        "interrupted" (Ctrl-C or SIGTERM) or "error" (a step raised): these two mark it partial.
-        With `model`, its weights alone go to `leaderboard/weights/<name>.pt` (what `amp verify`
-        re-evaluates)."""
-        path = self.results_dir / f"{self.name}.json"
+        "interrupted" (Ctrl-C or SIGTERM) or "error" (a step raised, or the loss or weights became
+        non-finite; `error` says what): these two mark it partial. With `model`, its weights alone
+        go to the weights file (what `amp verify` re-evaluates). A run that never evaluated has no
+        result (returns None)."""
+        if not self.curve:
+            return None
         weights = None
         if model is not None:
-            weights_path = weights_path_for(path)
+            weights_path = weights_path_for(self.result_path)
             weights = {
-                "path": str(weights_path.relative_to(path.parent.parent)),
+                "path": weights_path.relative_to(self.results_dir.parent).as_posix(),
                 "sha256": save_weights(model, weights_path),
             }
         result = {
@@ -235,50 +314,42 @@ class Run:
             "config": asdict(self.cfg),
             "commit": self.commit,
             "machine": machine(self.cfg.device),
-            "command": " ".join(["amp", *sys.argv[1:]])
-            if Path(sys.argv[0]).name == "amp"
-            else " ".join(sys.argv),
+            "command": command_line(),
             "partial": stop_reason in PARTIAL_STOP_REASONS,
             "stop_reason": stop_reason,
+            "error": error,
             "steps": step,
             "wall_seconds": round(self.wall(), 2),
+            "resumed_at": self.resumed_at,
             "final": final,
             "counts": self.counts,
             "steps_to": {str(t): steps_to(self.curve, t / 100) for t in (90, 99)},
             "curve": self.curve,
-            "checkpoint": str(self.checkpoint_path),
+            "checkpoint": f"{self.name}/checkpoint.pt",
             "weights": weights,
         }
-        atomic_write_text(json.dumps(result, indent=1) + "\n", path)
-        return path
+        # what is written is what every reader accepts (checked as they will read it: from JSON)
+        validate_result(json.loads(json.dumps(result, allow_nan=False)), self.result_path)
+        write_result_file(result, self.result_path)
+        return self.result_path
 
 
-# settings that change how a run is watched or budgeted, not what it learns
-NOT_IN_CONFIG_ID = ("steps", "max_minutes", "eval_every", "checkpoint_every", "threads", "device")
-# what a resumed run may change: its budget, and where it runs
-RESUMABLE_CHANGES = ("steps", "max_minutes", "threads", "device")
-
-
-def comparable_settings(
-    config: dict[str, Any], cfg: TrainConfig, leave_out: tuple[str, ...] = RESUMABLE_CHANGES
-) -> dict[str, Any]:
-    """A config's settings without `leave_out`, where settings added later count as their value
-    from before (`naming_settings`, for the method's and the model's): what names a run
-    (`config_id`), and what a checkpoint must share with a run that resumes it (all but
-    `RESUMABLE_CHANGES`: a resume may extend the budget, or move to other threads or a GPU; so
-    a checkpoint from before `route_init_std` existed resumes a run with it at 0.02, not 0.1)."""
-    settings = naming_settings({k: v for k, v in config.items() if k not in leave_out}, type(cfg))
-    settings["model_overrides"] = naming_settings(settings.get("model_overrides", {}))
-    return settings
+# settings that say how a run is watched, budgeted in time or placed, not what it learns: left out
+# of its name, and free to change when it resumes
+RESUMABLE_CHANGES = ("max_minutes", "checkpoint_every", "threads", "device")
 
 
 def config_id(cfg: TrainConfig) -> str:
-    """8 hex digits naming the configuration, so runs that differ in any setting that shapes
-    training never share a folder or a result file."""
-    settings = comparable_settings(asdict(cfg), cfg, NOT_IN_CONFIG_ID)
-    if cfg.lr_schedule != "constant":  # the schedule is stretched over the step budget
-        settings["steps"] = cfg.steps
+    """8 hex digits naming the configuration: every setting that shapes the run's result (the
+    step budget and the evaluation schedule included), so two runs that could differ never share
+    a folder or a result file."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES}
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def run_name(method: str, cfg: TrainConfig) -> str:
+    """`<task>-n<size>-<method>-s<seed>-<config id>`: a run's folder and its result file's name."""
+    return f"{cfg.task}-n{cfg.size}-{method}-s{cfg.seed}-{config_id(cfg)}"
 
 
 def steps_to(curve: list[dict[str, Any]], accuracy: float) -> dict[str, Any] | None:

@@ -1,10 +1,18 @@
 """The training loop every method shares: seeding, the optimiser and its schedule, evaluation on
 the fixed test set, checkpoints and resuming, the progress bar and the result file. A method is a
-`train_step(trainer) -> metrics` function plus any extra state it keeps (`trainer.extra`)."""
+`train_step(trainer) -> metrics` function plus any extra state it keeps (`trainer.extra`).
+
+A run whose loss, gradients or weights become non-finite stops at that step with a partial
+result that says so (`stop_reason` "error", `error`) and raises `RunError`: a NaN run never
+passes for a finished one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +21,7 @@ import torch
 
 from amp_envs.tasks import Task, make_task
 from baselines.common import Curriculum, EvalSet, TrainConfig, build_model
+from baselines.errors import RunError
 from baselines.run import Run
 
 
@@ -22,9 +31,10 @@ class Trainer:
         method: str,
         cfg: TrainConfig,
         runs_dir: str | Path = "runs",
-        results_dir: Path | None = None,
+        results_dir: str | Path | None = None,
         resume: bool = False,
         quiet: bool = False,
+        overwrite: bool = False,
     ) -> None:
         cfg.validate()
         torch.set_num_threads(cfg.threads)
@@ -41,7 +51,7 @@ class Trainer:
         self.curriculum = Curriculum(cfg, self.task)
         # scored with its own task instance: nothing done to the training task can touch it
         self.eval_set = EvalSet.build(cfg.make_task(), cfg.eval_contexts, cfg.eval_questions_per_context)
-        self.run = Run(method, cfg, runs_dir, results_dir, resume=resume)
+        self.run = Run(method, cfg, runs_dir, results_dir, resume=resume, overwrite=overwrite)
         self.step = 0
         self.questions_seen = 0
         self.extra: dict[str, Any] = {}  # method state with state_dict/load_state_dict
@@ -49,6 +59,7 @@ class Trainer:
         self.bar: dict[str, str] = {}  # method fields shown in the progress bar
         self.stop_requested = False
         self.last_eval: dict[str, Any] = {"accuracy": 0.0}
+        self.result_path: Path | None = None  # None until written (and if the run never evaluated)
 
     def train_task(self) -> Task:
         """The task at the curriculum's current context size (one vocabulary for all sizes)."""
@@ -66,11 +77,24 @@ class Trainer:
         self.run.counts[key] = self.run.counts.get(key, 0) + int(n)
 
     def optimise(self, loss: torch.Tensor) -> None:
+        """One optimiser step on `loss`; `RunError` if the loss, the gradients or the updated
+        weights are not finite (the weights are then garbage: the run must stop)."""
+        where = f"at step {self.step + 1}"
+        if not torch.isfinite(loss).all():
+            raise RunError(f"the loss became non-finite ({float(loss.detach().sum())}) {where}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if not math.isfinite(float(norm)):
+            raise RunError(f"the gradient norm became non-finite ({float(norm)}) {where}")
         self.opt.step()
         self.schedule.step()
+        self.check_weights_finite(where)
+
+    def check_weights_finite(self, where: str) -> None:
+        total = float(torch.nn.utils.get_total_norm([p.detach() for p in self.model.parameters()]))
+        if not math.isfinite(total):
+            raise RunError(f"the weights became non-finite {where}")
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, train_step: Callable[[Trainer], dict[str, float]]) -> dict[str, Any]:
@@ -116,9 +140,18 @@ class Trainer:
             # a step that raised: say how far the run got in a partial result (its accuracy is
             # the last evaluation's, no weights: the model may be half updated), then re-raise
             self.stop_reason = "error"
-            print(f"\nstep {self.step + 1} raised {type(error).__name__}: writing a partial result")
+            what = (
+                str(error)
+                if isinstance(error, RunError)
+                else f"step {self.step + 1} raised {type(error).__name__}"
+            )
             self.run.close()
-            self.result_path = self.run.write_result(self._final(), self.step, "error")
+            self.result_path = self.run.write_result(self._final(), self.step, "error", error=f"{what}")
+            written = (
+                f"partial result {self.result_path}" if self.result_path else "no result (nothing evaluated)"
+            )
+            print(f"\n{what}: {written}")
+            self.run.release()
             raise
         if self.stop_reason == "interrupted" and consistent:
             print(f"\nstopped after step {self.step}: writing a checkpoint and a partial result")
@@ -129,6 +162,7 @@ class Trainer:
         self.run.close()
         final = self._final()
         self.result_path = self.run.write_result(final, self.step, self.stop_reason, model=self.model)
+        self.run.release()
         return final
 
     def _final(self) -> dict[str, Any]:
@@ -137,6 +171,7 @@ class Trainer:
         return final
 
     def evaluate(self, metrics: dict[str, float]) -> None:
+        self.check_weights_finite(f"by step {self.step}")
         result = self.eval_set.evaluate(self.model)
         self.last_eval = result
         self.run.log(
@@ -191,3 +226,28 @@ class Trainer:
         self.curriculum.load_state_dict(state["curriculum"])
         for key, value in state["extra"].items():
             self.extra[key].load_state_dict(value)
+
+
+@contextmanager
+def stop_cleanly_on_signals(trainer: Trainer) -> Iterator[None]:
+    """While training: Ctrl-C or SIGTERM finish the current step, checkpoint and write a partial
+    result; a second signal interrupts at once (the last checkpoint is kept). The handlers from
+    before are put back when training ends, so a later Ctrl-C (in a notebook, in pytest) is not
+    sent to a finished trainer."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: object) -> None:
+        trainer.request_stop()
+        for s in previous:
+            signal.signal(s, signal.default_int_handler)
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

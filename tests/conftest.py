@@ -20,11 +20,10 @@ TINY_RUN = dict(
 
 
 @pytest.fixture(autouse=True)
-def results_go_to_a_temporary_folder(tmp_path, monkeypatch):
-    """No test may write into the repository's leaderboard/results."""
-    import baselines.run
-
-    monkeypatch.setattr(baselines.run, "RESULTS_DIR", tmp_path / "results")
+def runs_go_to_a_temporary_folder(tmp_path, monkeypatch):
+    """Every test runs in its own folder: a run's default `runs/` (results included) lands there,
+    never in the repository."""
+    monkeypatch.chdir(tmp_path)
 
 
 def forbid_in_training_tasks(monkeypatch, attributes: tuple[str, ...], message: str) -> None:
