@@ -10,9 +10,10 @@ supervised's steps to get there.
 The runs are the methods' defaults (or, with `--set`, those settings changed for both methods,
 with `--set-ia` for IA alone and with `--set-supervised` for supervised learning alone, e.g. a
 longer step budget for its learning-rate schedule; the bar itself is about the defaults) at size
-16, seed 0, with a 20-minute budget each (the run's name does not depend on the budget: `--train`
-continues a shorter run of the same configuration from its checkpoint, or trains it again where
-that is gone, and the longer result replaces it).
+16, seed 0, with a 20-minute budget each (a run's name depends on its step budget, not on its
+time budget: `--train` continues a run of the same configuration cut short by time from its
+checkpoint). The verdict reads the result files by the configs they record, the step budget aside
+where the learning rate is constant (`baselines.grid.find_results`).
 "Reaches 99%" is the first evaluation (every 100 steps, on the fixed test set) at >= 99%, with
 the wall seconds it took; the final accuracy is shown beside it, since a run can pass 99% and
 fall back. `--train` runs `--jobs` runs at a time with 2 // jobs threads each, so the seconds
@@ -25,9 +26,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import baselines.run
-from baselines.grid import RunSpec, grid, parse_settings, run_grid
-from baselines.results import ResultError, load_result
+from baselines.grid import RunSpec, find_results, grid, parse_settings, run_grid
+from baselines.leaderboard import LEADERBOARD_DIR
 
 TASKS = ("PermutationPower", "SequentialAssignment", "ShortestPath", "UnionFind", "WildcardSearch")
 SIZE = 16
@@ -79,14 +79,6 @@ def verdict(supervised: dict[str, Any] | None, ia: dict[str, Any] | None) -> dic
     }
 
 
-def load(spec: RunSpec) -> dict[str, Any] | None:
-    try:
-        return load_result(spec.result_path) if spec.result_path.exists() else None
-    except ResultError as e:
-        print(f"unreadable result file, counted as missing: {e}")
-        return None
-
-
 def describe(result: dict[str, Any] | None, hit: dict[str, Any] | None) -> str:
     if result is None:
         return "no result file"
@@ -100,7 +92,7 @@ def describe(result: dict[str, Any] | None, hit: dict[str, Any] | None) -> str:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="python -m baselines.bar_b", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--results-dir", default=str(baselines.run.RESULTS_DIR))
+    parser.add_argument("--results-dir", default=str(LEADERBOARD_DIR / "results"))
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--train", action="store_true", help="train the missing or shorter runs first")
     parser.add_argument("--jobs", type=int, default=1, help="with --train: runs at a time")
@@ -127,7 +119,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     if args.train:
         run_grid(runs, jobs=args.jobs)
-    by_key = {(s.settings["task"], s.method): s for s in runs}
+    found = find_results(args.results_dir, runs)
+    by_key = {(s.settings["task"], s.method): found[s] for s in runs}
     rows = []
     minutes = MAX_SECONDS / 60
     print(f"bar B: size {SIZE}, seed {args.seed}; IA and supervised >= {BAR:.0%} within {minutes:.0f} min,")
@@ -140,7 +133,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 f"{METHOD_NAMES[method]}'s settings changed from its defaults (so not the bar itself): {own}"
             )
     for task in args.tasks:
-        sup, amp = load(by_key[task, "supervised"]), load(by_key[task, "ia"])
+        sup, amp = by_key[task, "supervised"], by_key[task, "ia"]
         row = {"task": task, **verdict(sup, amp)}
         rows.append(row)
         ratio = "-" if row["step_ratio"] is None else f"{row['step_ratio']:.2f}x"

@@ -23,17 +23,16 @@ default runs there are the 3-minute grid's, whose seed-0 files a longer run woul
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-import baselines.run
-from baselines.bar_b import TASKS, load
-from baselines.grid import RunSpec, grid, parse_settings, run_grid
+from baselines.bar_b import TASKS
+from baselines.grid import RunSpec, find_results, grid, parse_settings, run_grid
+from baselines.leaderboard import LEADERBOARD_DIR
 
 MAX_GAP = 0.01
 MAX_DEMOS = 50_000
 MAX_MINUTES = 60.0  # a cap, far above what the step budgets take here
-RESULTS_DIR = Path(baselines.run.RESULTS_DIR).parent / "learned-h-bar" / "results"
+RESULTS_DIR = LEADERBOARD_DIR / "learned-h-bar" / "results"
 
 
 def specs(
@@ -131,7 +130,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     if args.train:
         run_grid(runs, jobs=args.jobs)
-    by_key = {(s.settings["task"], s.settings["size"], s.method): s for s in runs}
+    found = find_results(args.results_dir, runs)
+    by_key = {(s.settings["task"], s.settings["size"], s.method): found[s] for s in runs}
     print(
         f"issue 4: ia-learned-h within {100 * MAX_GAP:.0f} point of ia (scripted H) after {args.steps:,} "
         f"steps each, <= {MAX_DEMOS:,} demonstrations; seed {args.seed}"
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for size in args.sizes:
         for task in args.tasks:
-            ia, learned = load(by_key[task, size, "ia"]), load(by_key[task, size, "ia-learned-h"])
+            ia, learned = by_key[task, size, "ia"], by_key[task, size, "ia-learned-h"]
             row = {"task": task, "size": size, **verdict(ia, learned, args.steps)}
             rows.append(row)
             gap = "-" if row["gap"] is None else f"{100 * row['gap']:+.1f} points"

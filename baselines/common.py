@@ -35,10 +35,6 @@ class TrainConfig:
     lack it, and are read as having trained with that value."""
 
     BEFORE_ADDED: ClassVar[dict[str, Any]] = {"curriculum_oversample": 16, "device": "cpu"}
-    # Settings added after runs were named by all their settings: at their BEFORE_ADDED value
-    # they are left out of run names (`baselines.model.naming_settings`), so the runs from before they
-    # existed keep their names. A setting added from now on goes here (and in BEFORE_ADDED).
-    UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = ()
 
     task: str = "PermutationPower"
     size: int = 8
@@ -81,8 +77,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # every model setting is written out, so a result file names exactly the model it trained
         # (and a change of a preset's defaults cannot pass for the same configuration)
-        preset = dataclasses.asdict(ModelConfig.preset(self.model))
-        self.model_overrides = {**preset, **self.model_overrides}
+        if (
+            isinstance(self.model_overrides, dict)
+            and isinstance(self.model, str)
+            and self.model in ModelConfig.PRESETS
+        ):
+            preset = dataclasses.asdict(ModelConfig.preset(self.model))
+            self.model_overrides = {**preset, **self.model_overrides}
 
     def model_config(self) -> ModelConfig:
         if not isinstance(self.model_overrides, dict):

@@ -30,7 +30,7 @@ from typing import Any
 from baselines.errors import UsageError
 from baselines.methods import get_method, import_plugins
 from baselines.results import ResultError, load_result
-from baselines.run import run_name
+from baselines.run import config_id, run_name
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,27 @@ class RunSpec:
         cfg = self.config()
         more = cfg.max_minutes == 0 or cfg.max_minutes > result["config"]["max_minutes"]
         return result["stop_reason"] == "time" and cfg.steps > result["steps"] and more
+
+
+def find_results(results_dir: str | Path, specs: Iterable[RunSpec]) -> dict[RunSpec, dict[str, Any] | None]:
+    """For each spec, the valid result file in `results_dir` of its run, or None: found by the
+    config the file records, not by its name, leaving out the evaluation schedule and, where the
+    learning rate is constant, the step budget (the weights are those of the same run as far as
+    it got; the bars' files were made that way). Of several, the one that trained longest."""
+    from baselines.results import load_results, recorded_config
+
+    def key(method: str, cfg: Any) -> tuple[str, str]:
+        cfg = dataclasses.replace(cfg, eval_every=1)
+        if cfg.lr_schedule == "constant":
+            cfg = dataclasses.replace(cfg, steps=1)
+        return method, config_id(cfg)
+
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for result in load_results(results_dir, skipped=[]):
+        k = key(result["method"], recorded_config(result))
+        if k not in found or result["steps"] > found[k]["steps"]:
+            found[k] = result
+    return {spec: found.get(key(spec.method, spec.config())) for spec in specs}
 
 
 def grid(

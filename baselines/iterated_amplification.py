@@ -43,7 +43,6 @@ class IAConfig(TrainConfig):
     skip_unknown_targets: bool = False
 
     BEFORE_ADDED: ClassVar[dict[str, Any]] = {**TrainConfig.BEFORE_ADDED, "skip_unknown_targets": False}
-    UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = ("skip_unknown_targets",)
 
     def check(self) -> None:
         super().check()

@@ -99,7 +99,6 @@ class LearnedHConfig(IAConfig):
         "expert_successor": False,
         "demo_questions": "curriculum",
     }
-    UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = (*IAConfig.UNNAMED_AT_BEFORE, "demo_questions")
 
     def check(self) -> None:
         super().check()

@@ -147,9 +147,9 @@ class ModelConfig:
         "loop_readout": 0.0,
         "readout_answer": False,
     }
-    # Settings added after runs were named by their full model settings: at their BEFORE_ADDED
-    # value they are left out of run names and setting ids (`naming_settings`), so the runs from
-    # before they existed keep their names and their rows. A setting added from now on goes here.
+    # Settings added after results were grouped by their full model settings: at their
+    # BEFORE_ADDED value they are left out of setting ids (`naming_settings`), so the results from
+    # before they existed keep their leaderboard rows. A setting added from now on goes here.
     UNNAMED_AT_BEFORE: ClassVar[tuple[str, ...]] = (
         "registers",
         "reach_hops",
@@ -197,23 +197,23 @@ class ModelConfig:
                 "model setting registers needs doubling_levels > 0 (the answer is read at its fact)"
             )
 
+    # `small` (default, learns fast on a CPU) or `paper` (the paper's sizes)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "small": {},
+        "paper": {"d_model": 512, "n_heads": 8, "encoder_layers": 6, "decoder_layers": 3, "d_ff": 2048},
+    }
+
     @classmethod
     def preset(cls, name: str) -> ModelConfig:
-        """`small` (default, learns fast on a CPU) or `paper` (the paper's sizes)."""
-        presets = {
-            "small": cls(),
-            "paper": cls(d_model=512, n_heads=8, encoder_layers=6, decoder_layers=3, d_ff=2048),
-        }
-        if name not in presets:
-            raise ValueError(f"unknown model preset {name!r}; choose from {sorted(presets)}")
-        return presets[name]
+        if name not in cls.PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; choose from {sorted(cls.PRESETS)}")
+        return cls(**cls.PRESETS[name])
 
 
-def naming_settings(settings: dict[str, Any], config_class: type = ModelConfig) -> dict[str, Any]:
-    """The settings (of a `config_class`: ModelConfig, or a method's config) that name a run: all,
-    except those of its `UNNAMED_AT_BEFORE` at the value that reproduces the behaviour from
-    before they existed (its `BEFORE_ADDED`)."""
-    unnamed, before = config_class.UNNAMED_AT_BEFORE, config_class.BEFORE_ADDED
+def naming_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The model settings that tell a leaderboard row's setting apart: all, except those of
+    `UNNAMED_AT_BEFORE` at the value that reproduces the model from before they existed."""
+    unnamed, before = ModelConfig.UNNAMED_AT_BEFORE, ModelConfig.BEFORE_ADDED
     return {k: v for k, v in settings.items() if not (k in unnamed and v == before[k])}
 
 

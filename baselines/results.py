@@ -146,8 +146,9 @@ def validate_result(result: Any, path: Path | str = "<result>") -> dict[str, Any
         _expect(0 <= row["accuracy"] <= 1, path, f"curve[{i}].accuracy {row['accuracy']} is not in [0, 1]")
     steps = [row["step"] for row in result["curve"]]
     _expect(steps == sorted(steps), path, "curve steps are not increasing")
+    checkpoint = result.get("checkpoint")  # informative only: never opened
     _expect(
-        _relative_inside(result.get("checkpoint")),
+        checkpoint is None or _relative_inside(checkpoint),
         path,
         "checkpoint must be a relative path inside the runs folder",
     )
@@ -285,6 +286,19 @@ def method_config(result: dict[str, Any]) -> TrainConfig:
         return train_config(result)
     names = {f.name for f in fields(method.config)}
     return method.config(**{k: v for k, v in result["config"].items() if k in names})
+
+
+def recorded_config(result: dict[str, Any]) -> TrainConfig:
+    """The config the run trained with: what the file records, each setting it predates at the
+    value from before that setting existed (`BEFORE_ADDED`), any other at today's default."""
+    from baselines.methods import METHODS
+
+    method = METHODS.get(result["method"])
+    config_class = method.config if method is not None else TrainConfig
+    names = {f.name for f in fields(config_class)}
+    config = {**config_class.BEFORE_ADDED, **result["config"]}
+    config["model_overrides"] = {**config.get("model_overrides", {}), **model_settings_before_added(result)}
+    return config_class(**{k: v for k, v in config.items() if k in names})
 
 
 def model_settings_before_added(result: dict[str, Any]) -> dict[str, Any]:

@@ -177,6 +177,11 @@ class Run:
                 existing = {"partial": False, "stop_reason": "unreadable"}
         finished = existing is not None and not existing["partial"]
         if resume:
+            if not self.checkpoint_path.exists():
+                raise UsageError(
+                    f"no checkpoint of run {self.name} to resume in {self.dir} (every setting but "
+                    f"{', '.join(RESUMABLE_CHANGES)} names a run: resume with the arguments it started with)"
+                )
             if finished and existing["stop_reason"] == "steps":
                 raise UsageError(
                     f"run {self.name} is complete ({self.result_path}): nothing to resume "
@@ -255,9 +260,7 @@ class Run:
         }
         save_checkpoint(state, self.checkpoint_path)
 
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        if not self.checkpoint_path.exists():
-            return None
+    def load_checkpoint(self) -> dict[str, Any]:
         state = load_checkpoint(self.checkpoint_path)
         theirs = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
         ours = {k: v for k, v in asdict(self.cfg).items() if k not in RESUMABLE_CHANGES}

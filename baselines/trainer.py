@@ -208,10 +208,7 @@ class Trainer:
         )
 
     def _restore(self) -> None:
-        state = self.run.load_checkpoint()
-        if state is None:
-            print(f"no checkpoint in {self.run.dir}: starting from scratch")
-            return
+        state = self.run.load_checkpoint()  # the Run made sure there is one
         self.step, self.questions_seen = state["step"], state["questions_seen"]
         self.last_eval, self.run.commit = state["last_eval"], state["commit"]
         self.restore_state(state)

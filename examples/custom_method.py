@@ -17,9 +17,11 @@ the result file and the weights, and `amp leaderboard` gives it a row.
 This example, `few-labels`, is supervised learning that pays for only `labels_per_context`
 ground-truth labels per context (and trains on those alone).
 
-    python examples/custom_method.py --steps 300              # train, write a result, rebuild
+    python examples/custom_method.py --steps 300                 # train: runs/results/<name>.json
+    python examples/custom_method.py --steps 300 --leaderboard-dir runs/leaderboard  # and a table
     amp train --import examples/custom_method.py --method few-labels --task UnionFind --size 8
     amp bench --import examples/custom_method.py --methods few-labels supervised --seeds 0 1
+    amp submit runs/results/<name>.json                           # publish it on the leaderboard
 """
 
 from __future__ import annotations
@@ -62,15 +64,21 @@ if "few-labels" not in METHODS:  # imported twice (as a script and by `--import`
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description="Train the few-labels method and rebuild the leaderboard.")
+    parser = argparse.ArgumentParser(description="Train the few-labels method; optionally tabulate its runs.")
     parser.add_argument("--task", default="UnionFind")
     parser.add_argument("--size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--tiny", action="store_true", help="a tiny model and batch (for the tests)")
-    parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--results-dir", type=Path, default=leaderboard.LEADERBOARD_DIR / "results")
-    parser.add_argument("--leaderboard-dir", type=Path, default=leaderboard.LEADERBOARD_DIR)
+    parser.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="results go to <runs-dir>/results"
+    )
+    parser.add_argument(
+        "--leaderboard-dir",
+        type=Path,
+        default=None,
+        help="also build a leaderboard of <runs-dir>/results here",
+    )
     args = parser.parse_args(argv)
     tiny = dict(
         batch_contexts=4,
@@ -83,11 +91,11 @@ def main(argv: list[str] | None = None) -> Path:
     cfg = FewLabelsConfig(
         task=args.task, size=args.size, seed=args.seed, steps=args.steps, **(tiny if args.tiny else {})
     )
-    trainer = train("few-labels", cfg, runs_dir=args.runs_dir, results_dir=args.results_dir, quiet=True)
+    trainer = train("few-labels", cfg, runs_dir=args.runs_dir, quiet=True)
     print(f"{trainer.run.name}: test accuracy {trainer.last_eval['accuracy']:.3f} -> {trainer.result_path}")
-    readme = leaderboard.PROJECT_README if args.leaderboard_dir == leaderboard.LEADERBOARD_DIR else None
-    leaderboard.build(args.results_dir, args.leaderboard_dir, readme)
-    print(f"leaderboard rebuilt: {args.leaderboard_dir / 'README.md'}")
+    if args.leaderboard_dir is not None:
+        leaderboard.build(trainer.result_path.parent, args.leaderboard_dir)
+        print(f"leaderboard of {trainer.result_path.parent}: {args.leaderboard_dir / 'README.md'}")
     return trainer.result_path
 
 

@@ -48,3 +48,20 @@ def forbid_in_training_tasks(monkeypatch, attributes: tuple[str, ...], message: 
         monkeypatch.setattr(trainer_module, "make_task", lambda *a, **k: forbid(make(*a, **k)))
 
     monkeypatch.setattr(trainer_module.Trainer, "__init__", init_forbidding)
+
+
+def stop_after(step: int):
+    """An `on_start` hook: the run stops cleanly after the evaluation at `step` (as Ctrl-C
+    would: checkpoint, partial result), so that a test can resume it."""
+
+    def on_start(trainer) -> None:
+        evaluate = trainer.evaluate
+
+        def evaluate_then_stop(metrics):
+            evaluate(metrics)
+            if trainer.step >= step:
+                trainer.request_stop()
+
+        trainer.evaluate = evaluate_then_stop
+
+    return on_start

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL, TINY_RUN
+from conftest import TINY_MODEL, TINY_RUN, stop_after
 
 import amp_envs  # noqa: F401  (registers the envs)
 from amp_envs.expert import ExpertPolicy
@@ -85,7 +85,7 @@ def test_exit_targets_come_only_from_rewarded_candidates(tmp_path, monkeypatch):
     even, although the true answers and X's own guesses are all kinds of tokens."""
     asked, on_start = rig(monkeypatch, lambda a: a % 2 == 0)
     cfg = ExItConfig(task="PermutationPower", **{**TINY_EXIT, "steps": 6})
-    trainer = train("exit", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True, on_start=on_start)
+    trainer = train("exit", cfg, runs_dir=tmp_path, quiet=True, on_start=on_start)
     buffer = trainer.extra["buffer"]
     scored = np.concatenate(asked)
     assert len(scored) == trainer.run.counts["reward_queries"]
@@ -97,7 +97,7 @@ def test_exit_targets_come_only_from_rewarded_candidates(tmp_path, monkeypatch):
 def test_exit_learns_nothing_when_nothing_is_rewarded(tmp_path, monkeypatch):
     asked, on_start = rig(monkeypatch, lambda a: np.zeros(len(a), bool))
     cfg = ExItConfig(task="UnionFind", **TINY_EXIT)
-    trainer = train("exit", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True, on_start=on_start)
+    trainer = train("exit", cfg, runs_dir=tmp_path, quiet=True, on_start=on_start)
     torch.manual_seed(cfg.seed)  # the trainer's initial weights
     untouched = build_model(cfg, make_task("UnionFind", cfg.size))
     assert trainer.extra["buffer"].size == 0 and len(asked) == 2 * cfg.steps  # greedy, then the search
@@ -130,9 +130,10 @@ def test_ppo_trains_through_the_cli_and_writes_a_result_file(name, tmp_path):
     assert result["config"]["algo"] == "PPO" and result["config"]["setting"] == "oracle-easier"
     assert sum(v["count"] for v in result["final"]["per_difficulty"].values()) == 16
     if name == "PermutationPower":  # `amp eval` re-scores the saved agent to the same accuracy
-        assert eval_main([result["checkpoint"]])["accuracy"] == result["final"]["accuracy"]
+        checkpoint = str(tmp_path / "runs" / result["checkpoint"])
+        assert eval_main([checkpoint])["accuracy"] == result["final"]["accuracy"]
         # ...and `amp verify` rebuilds the policy from the committed-size weights file alone
-        assert (tmp_path / "weights" / (path.stem + ".pt")).exists()
+        assert (tmp_path / "weights" / (path.stem + ".safetensors")).exists()
         outcome = verify(path, record=False)
         assert outcome["ok"] and outcome["accuracy"] == result["final"]["accuracy"], outcome
 
@@ -154,14 +155,13 @@ def test_a_resumed_ppo_run_continues_exactly(tmp_path):
     tiny = dict(task="UnionFind", size=4, eval_every=1, num_envs=2, rollout_steps=8, minibatch=8)
     tiny |= dict(d_embed=16, eval_contexts=4, eval_questions_per_context=4, threads=1)
 
-    def run(steps: int, folder: str, resume: bool = False):
-        cfg = RLConfig(steps=steps, **tiny)
-        folder = tmp_path / folder
-        return train("ppo", cfg, runs_dir=folder, results_dir=folder, resume=resume, quiet=True)
+    def run(folder: str, resume: bool = False, on_start=None):
+        cfg = RLConfig(steps=4, **tiny)
+        return train("ppo", cfg, runs_dir=tmp_path / folder, resume=resume, quiet=True, on_start=on_start)
 
-    straight = run(4, "a")
-    run(2, "b")
-    resumed = run(4, "b", resume=True)
+    straight = run("a")
+    assert run("b", on_start=stop_after(2)).step == 2
+    resumed = run("b", resume=True)
     assert resumed.step == 4 and resumed.agent.num_timesteps == straight.agent.num_timesteps == 4 * 2 * 8
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)

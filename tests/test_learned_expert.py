@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RUN, forbid_in_training_tasks
+from conftest import TINY_RUN, forbid_in_training_tasks, stop_after
 
 from amp_envs.tasks import TASKS, make_task
 from baselines import learned_expert
@@ -82,7 +82,7 @@ def test_h_gives_no_more_demonstrations_than_the_budget(schedule, tmp_path, monk
         curriculum_threshold=0.01,
         curriculum_min_steps=2,
     )
-    trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, quiet=True)
     learned = trainer.extra["expert"]
     # scoring H' only, like the test set for X: its transcripts once, and H's targets at each eval
     held_out = decomposed.pop(id(learned.eval_task))
@@ -118,7 +118,7 @@ def test_demonstrations_cover_the_curriculum_or_every_question(demo_questions, t
         curriculum_min_steps=100,  # never advances: the demonstrations all come from the start
         steps=2,
     )
-    trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, quiet=True)
     assert trainer.curriculum.level == 1 and trainer.curriculum.size == 4
     learned = trainer.extra["expert"]
     k, ok = trainer.task.power_of(learned.records[: learned.budget.used, 0, : trainer.task.question_len])
@@ -316,11 +316,10 @@ def test_h_prime_answers_d_plus_one_for_numbers_no_demonstration_had():
 
 
 def test_resumed_run_continues_exactly(tmp_path):
-    straight = train("ia-learned-h", tiny(), runs_dir=tmp_path / "a", results_dir=tmp_path, quiet=True)
-    train("ia-learned-h", tiny(steps=6), runs_dir=tmp_path / "b", results_dir=tmp_path, quiet=True)
-    resumed = train(
-        "ia-learned-h", tiny(), runs_dir=tmp_path / "b", results_dir=tmp_path, resume=True, quiet=True
-    )
+    straight = train("ia-learned-h", tiny(), runs_dir=tmp_path / "a", quiet=True)
+    train("ia-learned-h", tiny(), runs_dir=tmp_path / "b", quiet=True, on_start=stop_after(6))
+    resumed = train("ia-learned-h", tiny(), runs_dir=tmp_path / "b", resume=True, quiet=True)
+    assert resumed.step == straight.step and resumed.run.resumed_at == [6]
     for a, b in (
         (straight.model, resumed.model),
         (straight.extra["expert"].model, resumed.extra["expert"].model),
@@ -346,7 +345,7 @@ def test_training_never_reads_the_ground_truth(name, tmp_path, monkeypatch):
     cfg = tiny(
         task=name, demo_schedule="steady", demos_per_step=8, curriculum="size", curriculum_start_size=4
     )
-    trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, results_dir=tmp_path, quiet=True)
+    trainer = train("ia-learned-h", cfg, runs_dir=tmp_path, quiet=True)
     assert trainer.step == cfg.steps and trainer.run.counts["demonstrations"] == 37
 
 
