@@ -234,11 +234,14 @@ def reproduce_main(argv: list[str]) -> list[dict[str, Any]]:
     )
     _add_grid_backend_options(parser)
     args = parser.parse_args(argv)
+    from baselines.leaderboard import LEADERBOARD_DIR
+
     runs_dir = Path(args.runs_dir).resolve()
-    if (Path.cwd() / "leaderboard").resolve() in (runs_dir, *runs_dir.parents):
-        raise UsageError(
-            "--runs-dir must not be inside leaderboard/: the new runs go to a folder of their own"
-        )
+    for board in {(Path.cwd() / "leaderboard").resolve(), LEADERBOARD_DIR}:
+        if board in (runs_dir, *runs_dir.parents):
+            raise UsageError(
+                "--runs-dir must not be inside leaderboard/: the new runs go to a folder of their own"
+            )
     changes = grid.parse_settings(args.set)
     recorded = [load_result(path) for path in args.results]
     specs = [grid.spec_from_result(r, runs_dir, changes, tuple(plugins)) for r in recorded]

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import amp_envs
-from amp_envs import AmpEnv, AmpVectorEnv, ExpertPolicy, make_task
+from amp_envs import TASKS, AmpEnv, AmpVectorEnv, ExpertPolicy, make_task
 
 ENV_IDS = sorted(amp_envs.ENV_IDS.values())
 AUX_KINDS = {"UnionFind": ("parent", "depth"), "ShortestPath": ("step",)}
@@ -211,11 +211,49 @@ def test_step_after_end_is_an_error():
         ({"subquestion_cost": -1.0}, "subquestion_cost"),
         ({"question_kinds": ("nonsense",)}, "question kinds"),
         ({"render_mode": "rgb_array"}, "render_mode"),
+        ({"size": 10**6}, "size must be at most 4096"),
+        ({"size": 4097}, "size must be at most 4096"),
+        ({"size": 8, "max_size": 10**9}, "max_size must be at most 4096"),
     ],
 )
 def test_invalid_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AmpEnv("PermutationPower", **kwargs)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_a_size_beyond_the_largest_is_refused_before_anything_is_allocated(task):
+    """size=10**6 used to raise MemoryError (30 GiB) or run for minutes: now a ValueError at once."""
+    for make in (lambda **k: AmpEnv(task, **k), lambda **k: AmpVectorEnv(task, num_envs=2, **k)):
+        with pytest.raises(ValueError, match=f"size must be at most {TASKS[task].max_size_limit}"):
+            make(size=10**6)
+
+
+def test_the_first_reset_at_the_largest_size_draws_few_contexts():
+    """Contexts come in chunks of 4096 // size (64 up to the paper's size 64): one shortest-path
+    context at 4096 instead of 64 (4.4 GB and 14 s before)."""
+    from amp_envs.core import chunk_contexts
+
+    assert [chunk_contexts(n) for n in (2, 8, 64, 65, 256, 4096)] == [64, 64, 64, 63, 16, 1]
+    env = AmpEnv("ShortestPath", size=4096)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and len(env.episodes._pool[1]) == 1
+
+
+def test_render_before_reset_is_a_clear_error():
+    with pytest.raises(RuntimeError, match=r"call reset\(\) before render\(\)"):
+        AmpEnv("UnionFind", size=4, render_mode="ansi").render()
+    with pytest.raises(RuntimeError, match=r"call reset\(\) before render\(\)"):
+        AmpVectorEnv("UnionFind", num_envs=2, size=4, render_mode="ansi").render()
+
+
+@pytest.mark.parametrize("options", [{"difficulty": 1}, {"question": [1, 2]}, {"seed": 3}])
+def test_reset_options_are_refused_rather_than_ignored(options):
+    for env in (AmpEnv("UnionFind", size=4), AmpVectorEnv("UnionFind", num_envs=2, size=4)):
+        with pytest.raises(ValueError, match="reset options .* are not supported"):
+            env.reset(seed=0, options=options)
+        env.reset(seed=0, options={})  # none given: fine
+        env.reset(seed=0, options=None)
 
 
 def test_a_task_instance_is_used_as_given():
