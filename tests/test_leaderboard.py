@@ -237,7 +237,7 @@ def test_verify_runs_no_code_from_a_crafted_result(tmp_path):
         def __reduce__(self):
             return (Path.write_text, (tmp_path / "pwned", "ran"))
 
-    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"step": 1000, "model": Boom()}))
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"step": 1000, "model": Boom()}, protocol=2))
     write_fixture(tmp_path / "lb" / "results")
     path = next((tmp_path / "lb" / "results").glob("UnionFind-n8-ia-s0-*.json"))
     result = json.loads(path.read_text())
@@ -365,9 +365,44 @@ def test_bench_cli_dry_run_lists_the_grid(tmp_path, capsys):
     assert default.count("new") == 5 and "EvalSum" not in default  # the five benchmark tasks
 
 
-def test_bench_on_a_local_ray_instance(tmp_path):
+DIES_ONCE = """
+import os, signal
+from baselines import supervised
+from baselines.methods import METHODS, Method, register_method
+from baselines.supervised import SupervisedConfig
+
+
+def train_step(t):
+    marker = t.run.dir.parent / "killed-once"
+    if t.step == 7 and not marker.exists():  # the worker dies once, in the middle of the run
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return supervised.train_step(t)
+
+
+if "dies-once" not in METHODS:
+    register_method("dies-once", Method(SupervisedConfig, train_step))
+"""
+
+
+def test_bench_on_a_local_ray_instance_survives_a_killed_worker(tmp_path):
+    """A Ray worker killed mid-run: Ray retries the task, which resumes the run from its last
+    checkpoint (not from scratch), and every run ends with one complete result."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
-    specs = tiny_grid(tmp_path, ["supervised", "ia"])
+    plugin = tmp_path / "dies_once.py"
+    plugin.write_text(DIES_ONCE)
+    import_plugins([str(plugin)])
+    settings = {**TINY, "steps": 10, "eval_every": 2, "checkpoint_every": 2}
+    specs = grid.grid(
+        ["UnionFind"],
+        ["supervised", "dies-once"],
+        [6],
+        [0],
+        settings,
+        tmp_path / "runs",
+        None,
+        (str(plugin),),
+    )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         lines: list[str] = []
@@ -375,8 +410,14 @@ def test_bench_on_a_local_ray_instance(tmp_path):
     finally:
         ray.shutdown()
     assert [s["ok"] for s in out] == [True, True], out
+    assert (tmp_path / "runs" / "killed-once").exists()  # it did die
     assert all(s.status() == "done" for s in specs)
     assert lines[-1].startswith("[bench] done 2 | running 0 | left 0")
+    results = sorted((tmp_path / "runs" / "results").glob("*.json"))
+    assert [p.stem for p in results] == sorted(s.name for s in specs)  # each once
+    killed = load_result(specs[1].result_path)
+    assert killed["resumed_at"] == [6] and killed["steps"] == 10 and not killed["partial"]
+    assert load_result(specs[0].result_path)["resumed_at"] == []
 
 
 # -- the worked example -----------------------------------------

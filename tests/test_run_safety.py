@@ -230,7 +230,7 @@ def test_a_checkpoint_is_loaded_without_running_code(tmp_path):
 
     path = tmp_path / "checkpoint.pt"
     save_checkpoint({"step": 1}, path)  # then the payload swapped for a pickle, checksum redone
-    payload = pickle.dumps({"step": 1, "x": Boom()})
+    payload = pickle.dumps({"step": 1, "x": Boom()}, protocol=2)
     from baselines.io import CHECKPOINT_MAGIC, sha256_bytes
 
     path.write_bytes(CHECKPOINT_MAGIC + sha256_bytes(payload).encode() + b"\n" + payload)
