@@ -40,10 +40,18 @@ Always `num_subquestions`. When the episode ends: `ground_truth` (answer tokens)
 ## Arguments
 `gym.make("Amp/PermutationPower-v0", size=None (64), max_size=None, answerer="oracle-easier",
 question_kinds=None, max_subquestions=None, subquestion_cost=0.0, render_mode=None, **task_options)`.
-`size` is the context size N (the paper's is 64); `max_size` fixes the vocabulary and shapes for a
+`size` is the context size N (the paper's is 64; at most 4096, `Task.max_size_limit`, refused
+with a ValueError before anything is allocated); `max_size` fixes the vocabulary and shapes for a
 curriculum over sizes; `question_kinds` picks episode question kinds other than the main one
 (e.g. `("parent",)` for union find); remaining keyword arguments go to the task (e.g.
-`max_distance` for shortest paths).
+`max_distance` for shortest paths). `reset(seed=..., options=...)` takes no options: the episode is
+drawn from the seed alone, and any option key is refused rather than ignored.
+
+## Version history
+* v0: the environments as published. Since 2026-12-07, contexts above size 64 are generated
+  4096 // size at a time instead of 64 (so the first reset at 4096 draws one context, not 64):
+  at those sizes the episodes of a seed differ from the ones before that date; at 64 and below
+  they are unchanged.
 """
 
 from __future__ import annotations

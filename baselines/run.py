@@ -281,7 +281,7 @@ class Run:
             (self.dir / name).unlink(missing_ok=True)
         shutil.rmtree(self.dir / "tb", ignore_errors=True)
         for row in state["curve"]:
-            if row["step"] % self.cfg.eval_every == 0:
+            if row["step"] > 0 and row["step"] % self.cfg.eval_every == 0:
                 self.log(row)
         return state
 

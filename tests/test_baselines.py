@@ -223,27 +223,32 @@ def test_a_time_budget_stops_the_run_cleanly(tmp_path):
     assert 0 < result["steps"] < 10_000
 
 
-def test_a_stopped_run_writes_a_partial_result_and_resumes(tmp_path):
-    """What Ctrl-C / SIGTERM do under `amp train`: finish the step, checkpoint, partial result."""
+@pytest.mark.parametrize("stop", [6, 4])  # on the evaluation schedule (every 6 steps), and off it
+def test_a_stopped_run_writes_a_partial_result_and_resumes(stop, tmp_path):
+    """What Ctrl-C / SIGTERM do under `amp train`: finish the step, checkpoint, partial result;
+    resumed, the run ends as an uninterrupted one, curve (so steps to 90%/99%) included."""
     from baselines import supervised
     from baselines.trainer import Trainer
 
     def step_then_stop(t):
-        if t.step == 5:
+        if t.step == stop - 1:
             t.request_stop()
         return supervised.train_step(t)
 
     trainer = Trainer("supervised", tiny(SupervisedConfig), runs_dir=tmp_path, quiet=True)
     trainer.fit(step_then_stop)
     result = json.loads(trainer.result_path.read_text())
-    assert result["partial"] is True and result["stop_reason"] == "interrupted" and result["steps"] == 6
+    assert result["partial"] is True and result["stop_reason"] == "interrupted" and result["steps"] == stop
+    assert result["curve"][-1]["step"] == stop  # the partial result says where it stopped
     resumed = train("supervised", tiny(SupervisedConfig), runs_dir=tmp_path, resume=True, quiet=True)
     resumed_result = json.loads(resumed.result_path.read_text())
-    assert resumed.step == 12 and resumed_result["partial"] is False and resumed_result["resumed_at"] == [6]
+    assert (
+        resumed.step == 12 and resumed_result["partial"] is False and resumed_result["resumed_at"] == [stop]
+    )
     straight = train("supervised", tiny(SupervisedConfig), runs_dir=tmp_path / "b", quiet=True)
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    # the stop's own evaluation (step 6 is on the schedule here) leaves no extra row behind
+    # the stop's own evaluation leaves no extra row behind
     straight_result = json.loads(straight.result_path.read_text())
 
     def without_time(curve: list[dict]) -> list[dict]:

@@ -178,6 +178,29 @@ def test_leaderboard_is_byte_for_byte_reproducible(tmp_path):
     assert "- (0/1)" in text and "1,000 / 1.7 min (2/2)" in text
 
 
+def test_leaderboard_reports_and_skips_a_bad_file_instead_of_aborting(tmp_path, capsys):
+    write_fixture(tmp_path / "results")
+    bad = fake_result("UnionFind", "ia", 2, 0.5)
+    bad["final"]["accuracy"] = float("nan")
+    (tmp_path / "results" / "UnionFind-n8-ia-s2-00000000.json").write_text(json.dumps(bad))
+    (tmp_path / "results" / "broken.json").write_text("{not json")
+    amp_main(["leaderboard", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "lb")])
+    err = capsys.readouterr().err
+    assert (
+        "skipped" in err and "broken.json: not valid JSON" in err and "final.accuracy is not a finite" in err
+    )
+    text = (tmp_path / "lb" / "README.md").read_text()
+    assert "from the 6 result files" in text and "s2-" not in text
+    problems = lb.check(tmp_path / "results", tmp_path / "lb")  # CI's check fails on a bad file
+    assert any("invalid result file" in p and "broken.json" in p for p in problems)
+
+
+def test_text_put_into_the_markdown_tables_is_inert():
+    assert lb.md("<script>alert(1)</script> | [x](javascript:y) ![i](z)") == (
+        "\\<script\\>alert(1)\\</script\\> \\| \\[x\\](javascript:y) \\!\\[i\\](z)"
+    )
+
+
 def test_leaderboard_check_sees_a_stale_table_and_plot(tmp_path):
     write_fixture(tmp_path / "results")
     lb.build(tmp_path / "results", tmp_path / "lb")
