@@ -3,7 +3,7 @@ each within 20 minutes; supervised learning reaches >= 99% too; and IA needs at 
 supervised's steps to get there.
 
     python -m baselines.bar_b                   # the verdict, read off the committed result files
-    python -m baselines.bar_b --train --jobs 2  # first train (or extend) what is short of 20 minutes
+    python -m baselines.bar_b --train --jobs 2  # train the runs into runs/results, then the verdict
     python -m baselines.bar_b --tasks ShortestPath --set 'model_overrides={"reach_hops": 16}' \
         --set-ia skip_unknown_targets=true
 
@@ -92,7 +92,11 @@ def describe(result: dict[str, Any] | None, hit: dict[str, Any] | None) -> str:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="python -m baselines.bar_b", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--results-dir", default=str(LEADERBOARD_DIR / "results"))
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="the result files read (default: the committed ones; with --train: <runs-dir>/results)",
+    )
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--train", action="store_true", help="train the missing or shorter runs first")
     parser.add_argument("--jobs", type=int, default=1, help="with --train: runs at a time")
@@ -111,6 +115,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         help="settings for supervised learning alone, JSON",
     )
     args = parser.parse_args(argv)
+    if args.results_dir is None:  # what --train writes goes beside its runs, never into leaderboard/
+        args.results_dir = (
+            str(Path(args.runs_dir) / "results") if args.train else str(LEADERBOARD_DIR / "results")
+        )
     changed = parse_settings(args.set)
     changed_by_method = {"supervised": parse_settings(args.set_supervised), "ia": parse_settings(args.set_ia)}
     threads = max(1, 2 // max(1, args.jobs))

@@ -2,7 +2,7 @@
 of IA with the scripted H, on every task, using at most 50,000 demonstrations.
 
     python -m baselines.bar_learned_h                    # the verdict, from the committed results
-    python -m baselines.bar_learned_h --train --jobs 2   # first train what is missing
+    python -m baselines.bar_learned_h --train --jobs 2   # train into runs/results, then the verdict
     python -m baselines.bar_learned_h --sizes 16 --steps 600 --tasks UnionFind WildcardSearch
     python -m baselines.bar_learned_h --tasks ShortestPath --set demos=50000 demos_per_step=50
 
@@ -23,6 +23,7 @@ default runs there are the 3-minute grid's, whose seed-0 files a longer run woul
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from baselines.bar_b import TASKS
@@ -101,7 +102,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--steps", type=int, default=1000, help="optimiser steps of both methods")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--results-dir", default=str(RESULTS_DIR))
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="the result files read (default: the committed ones; with --train: <runs-dir>/results)",
+    )
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--train", action="store_true", help="train the missing runs first")
     parser.add_argument("--jobs", type=int, default=1, help="with --train: runs at a time")
@@ -113,6 +118,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "--set-both", nargs="*", default=[], metavar="KEY=VALUE", help="settings of both methods, JSON"
     )
     args = parser.parse_args(argv)
+    if args.results_dir is None:  # what --train writes goes beside its runs, never into leaderboard/
+        args.results_dir = str(Path(args.runs_dir) / "results") if args.train else str(RESULTS_DIR)
     changed, changed_both = parse_settings(args.set), parse_settings(args.set_both)
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")

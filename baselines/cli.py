@@ -73,7 +73,7 @@ def _add_config_options(parser: argparse.ArgumentParser, config: type) -> None:
 
 
 def _plugins_from(argv: list[str]) -> list[str]:
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = ArgumentParser(prog="amp", add_help=False)
     pre.add_argument("--import", dest="plugins", action="append", default=[])
     known, _ = pre.parse_known_args(argv)
     import_plugins(known.plugins)
@@ -137,6 +137,8 @@ def eval_main(argv: list[str]) -> dict[str, Any]:
     from baselines.io import load_checkpoint
 
     state = load_checkpoint(args.checkpoint)
+    if not {"method", "config", "step"} <= state.keys() or not isinstance(state["config"], dict):
+        raise RunError(f"checkpoint {args.checkpoint} does not hold a training state of amp-envs")
     method = get_method(state["method"])
     cfg = method.config(**state["config"])
     if "agent" in state:  # an SB3 agent (ppo, a2c), saved whole inside the checkpoint (a trusted file)
@@ -245,6 +247,9 @@ def reproduce_main(argv: list[str]) -> list[dict[str, Any]]:
     changes = grid.parse_settings(args.set)
     recorded = [load_result(path) for path in args.results]
     specs = [grid.spec_from_result(r, runs_dir, changes, tuple(plugins)) for r in recorded]
+    for path, spec in zip(args.results, specs, strict=True):
+        if spec.result_path.resolve() == path.resolve():
+            raise UsageError(f"{path} is in --runs-dir's results: give reproduce a folder of its own")
     out = _run_specs(specs, args)
     if not args.dry_run:
         print(grid.compare_table(recorded, args.results, specs))
@@ -252,13 +257,12 @@ def reproduce_main(argv: list[str]) -> list[dict[str, Any]]:
 
 
 def submit_main(argv: list[str]) -> list[Path]:
-    from baselines.io import sha256
-    from baselines.results import ResultError, load_result, recorded_weights_file, verify, weights_path_for
+    from baselines.results import ResultError, load_result, recorded_weights_file, verify, write_result_file
 
     parser = ArgumentParser(
         prog="amp submit",
-        description="Publish result files: check each, copy it and its weights into the leaderboard "
-        "folder, and verify the copy (re-evaluate its weights). Then run `amp leaderboard`.",
+        description="Publish result files: check each, verify it (re-evaluate its weights), then copy it "
+        "and its weights into the leaderboard folder. Then run `amp leaderboard`.",
     )
     parser.add_argument("results", nargs="+", type=Path, help="result files, e.g. runs/results/<name>.json")
     parser.add_argument("--leaderboard-dir", type=Path, default=Path("leaderboard"))
@@ -278,22 +282,20 @@ def submit_main(argv: list[str]) -> list[Path]:
             raise UsageError(f"{path} is already in {args.leaderboard_dir}")
         if target.exists() and not args.overwrite:
             raise UsageError(f"{target} exists: --overwrite to replace a published result")
-        weights = recorded_weights_file(result, path)
-        if weights is None or not weights.is_file() or sha256(weights) != result["weights"]["sha256"]:
-            raise ResultError(f"{path}: its weights file is missing or differs from the recorded sha256")
-        target_weights = weights_path_for(target).with_suffix(weights.suffix)
-        target_weights.parent.mkdir(parents=True, exist_ok=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(weights, target_weights)
-        shutil.copyfile(path, target)
-        outcome = verify(target)
+        # verified where it is, before anything is copied: a failure leaves the leaderboard as it was
+        outcome = verify(path, record=False)
         if not outcome["ok"]:
-            target.unlink()
-            target_weights.unlink()
             raise RunError(
                 f"{path}: its weights re-evaluate to {outcome['accuracy']:.4f}, it records "
                 f"{outcome['recorded']:.4f}: not published"
             )
+        weights = recorded_weights_file(result, path)
+        assert weights is not None  # verify found it
+        target_weights = target.parent.parent / "weights" / weights.name
+        target_weights.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(weights, target_weights)
+        result["verified"] = {k: v for k, v in outcome.items() if k != "source"}
+        write_result_file(result, target)
         print(f"published {target} (verified: {outcome['accuracy']:.4f})")
         written.append(target)
     print("now run `amp leaderboard --project-readme README.md` and commit the files")

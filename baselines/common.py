@@ -17,11 +17,14 @@ import torch
 from amp_envs.tasks import TASKS, Contexts, Task, make_task
 from amp_envs.tasks.base import UNKNOWN, ExpertProgram, Transcripts
 from baselines.model import Answerer, ModelConfig
-from baselines.validation import check_fields, check_range
+from baselines.validation import check_fields, check_range, normalise_floats
 
 EVAL_SEED = 1810_08575  # the held-out test set's seed (the paper's arXiv number), never trained on
 
 
+# settings that say how a run is budgeted in time, checkpointed or placed, not what it learns:
+# left out of its name (`baselines.run.config_id`), and free to change when it resumes
+RESUMABLE_CHANGES = ("max_minutes", "checkpoint_every", "threads", "device")
 CURRICULA = ("auto", "difficulty", "size", "both", "none")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -75,6 +78,7 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        normalise_floats(self)
         # every model setting is written out, so a result file names exactly the model it trained
         # (and a change of a preset's defaults cannot pass for the same configuration)
         if (
@@ -83,7 +87,11 @@ class TrainConfig:
             and self.model in ModelConfig.PRESETS
         ):
             preset = dataclasses.asdict(ModelConfig.preset(self.model))
-            self.model_overrides = {**preset, **self.model_overrides}
+            floats = {k for k, v in preset.items() if isinstance(v, float)}
+            overrides = {
+                k: float(v) if k in floats and type(v) is int else v for k, v in self.model_overrides.items()
+            }
+            self.model_overrides = {**preset, **overrides}
 
     def model_config(self) -> ModelConfig:
         if not isinstance(self.model_overrides, dict):

@@ -133,14 +133,16 @@ def grid(
 def spec_from_result(
     result: dict[str, Any], runs_dir: str | Path, changes: dict[str, Any], plugins: tuple[str, ...] = ()
 ) -> RunSpec:
-    """The run a result file records (its config as written, with `changes`), to train again
-    into `runs_dir`."""
+    """The run a result file records (the config it trained with, settings it predates at their
+    value from before them; with `changes`), to train again into `runs_dir`."""
+    from baselines.results import recorded_config
+
     import_plugins(plugins)
     names = {f.name for f in dataclasses.fields(get_method(result["method"]).config)}
     unknown = sorted(set(changes) - names)
     if unknown:
         raise UsageError(f"setting(s) {unknown} are not settings of method {result['method']!r}")
-    settings = {**{k: v for k, v in result["config"].items() if k in names}, **changes}
+    settings = {**dataclasses.asdict(recorded_config(result)), **changes}
     return RunSpec(result["method"], settings, str(runs_dir), str(Path(runs_dir) / "results"), plugins)
 
 

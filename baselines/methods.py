@@ -87,8 +87,10 @@ def import_plugins(plugins: Iterable[str]) -> None:
                     raise
             else:
                 importlib.import_module(plugin)
-        except ImportError as error:
-            raise UsageError(f"cannot import {plugin}: {error}") from None
+        except UsageError:
+            raise
+        except Exception as error:  # a plugin that does not import (or registers a taken name)
+            raise UsageError(f"cannot import {plugin}: {type(error).__name__}: {error}") from None
 
 
 def register_method(name: str, method: Method) -> None:

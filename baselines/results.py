@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from baselines.common import EvalSet, TrainConfig, build_model
+from baselines.common import RESUMABLE_CHANGES, EvalSet, TrainConfig, build_model
 from baselines.errors import UsageError
 from baselines.io import (
     LEGACY_WEIGHTS_SUFFIX,
@@ -67,6 +67,8 @@ CURVE_ROW = {"step": int, "wall_seconds": (int, float), "accuracy": (int, float)
 
 METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\.json")
+COUNT_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class ResultError(UsageError):
@@ -134,11 +136,15 @@ def validate_result(result: Any, path: Path | str = "<result>") -> dict[str, Any
         _expect(0 <= row["accuracy"] <= 1, path, f"final.per_difficulty[{d}].accuracy is not in [0, 1]")
         _expect(d.isdigit(), path, f"final.per_difficulty has a class {d!r} that is not a number")
     for key, n in result["counts"].items():
+        _expect(bool(COUNT_KEY.fullmatch(key)), path, f"counts key {key!r} is not a name (a-z, 0-9, _)")
         _expect(_is(n, int) and n >= 0, path, f"counts.{key} must be a count (int >= 0), got {n!r}")
     for t in ("90", "99"):
         _expect(t in result["steps_to"], path, f"steps_to.{t} is missing (null if never reached)")
         hit = result["steps_to"][t]
-        _expect(hit is None or ("step" in hit and "wall_seconds" in hit), path, f"steps_to.{t} malformed")
+        ok = hit is None or (
+            isinstance(hit, dict) and _is(hit.get("step"), int) and _is(hit.get("wall_seconds"), (int, float))
+        )
+        _expect(ok, path, f"steps_to.{t} must be null or {{step, wall_seconds, ...}}")
     _expect(len(result["curve"]) > 0, path, "curve is empty: a run evaluates at least once")
     for i, row in enumerate(result["curve"]):
         for key, kind in CURVE_ROW.items():
@@ -213,13 +219,19 @@ def _type_name(kind: type | tuple[type, ...]) -> str:
 def load_result(path: str | Path) -> dict[str, Any]:
     """Read and validate one result file."""
     path = Path(path)
+    _expect(bool(FILE_NAME.fullmatch(path.name)), path, "a result file is named <letters, digits, _.->.json")
     try:
         result = json.loads(path.read_text())
     except FileNotFoundError:
         raise ResultError(f"{path}: no such result file") from None
     except json.JSONDecodeError as e:
         raise ResultError(f"{path}: not valid JSON ({e})") from None
-    return validate_result(result, path)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ResultError(f"{path}: cannot be read as JSON ({type(e).__name__})") from None
+    try:
+        return validate_result(result, path)
+    except (TypeError, AttributeError, KeyError) as e:  # a shape no check above foresaw
+        raise ResultError(f"{path}: malformed ({type(e).__name__}: {e})") from None
 
 
 def load_results(results_dir: str | Path, skipped: list[ResultError] | None = None) -> list[dict[str, Any]]:
@@ -374,6 +386,14 @@ def _model_state(result: dict[str, Any], path: Path, checkpoint: Path | None) ->
             raise ResultError(
                 f"{checkpoint}: this checkpoint holds no model weights to verify (an RL agent's)"
             )
+        theirs = state.get("config", {})
+        differ = sorted(
+            k for k, v in result["config"].items() if k not in RESUMABLE_CHANGES and theirs.get(k) != v
+        )
+        if state.get("method") != result["method"] or differ:
+            raise ResultError(
+                f"{checkpoint} is not this run's checkpoint (method or config differ: {differ or 'method'})"
+            )
         if state["step"] != result["steps"]:
             raise ResultError(
                 f"{checkpoint} is at step {state['step']} but {path.name} records step {result['steps']} "
@@ -415,18 +435,21 @@ def verify(
         ) from None
     accuracy = evaluate_result_model(result, model)["accuracy"]
     recorded = result["final"]["accuracy"]
-    if kind == "checkpoint" and record:
+    ok = abs(accuracy - recorded) <= tolerance
+    checked = result["weights"]["sha256"] if kind == "weights" else None
+    if kind == "checkpoint" and record and ok:  # only weights that verify replace the recorded ones
         weights_file = weights_path_for(path)
         result["weights"] = {
             "path": weights_file.relative_to(path.parent.parent).as_posix(),
             "sha256": save_weights(model, weights_file),
         }
+        checked = result["weights"]["sha256"]
     verified = {
-        "ok": abs(accuracy - recorded) <= tolerance,
+        "ok": ok,
         "accuracy": accuracy,
         "recorded": recorded,
         "tolerance": tolerance,
-        "weights_sha256": result["weights"]["sha256"] if result.get("weights") else None,
+        "weights_sha256": checked,
     }
     if record:
         result["verified"] = verified

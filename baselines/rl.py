@@ -47,6 +47,7 @@ from amp_envs.tasks.base import UNKNOWN
 from baselines.common import EVAL_SEED, TrainConfig
 from baselines.io import atomic_write_bytes
 from baselines.trainer import Trainer
+from baselines.validation import normalise_floats
 
 SETTINGS = ("oracle-easier", "lookup-only")
 
@@ -71,6 +72,7 @@ class RLConfig(TrainConfig):
     algo_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the algorithm as is
 
     def __post_init__(self) -> None:
+        normalise_floats(self)
         # the answerer X is not used: its model settings are not written out
         self.model_overrides = dict(self.model_overrides)
 

@@ -21,7 +21,7 @@ import torch
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from baselines.common import TrainConfig
+from baselines.common import RESUMABLE_CHANGES, TrainConfig
 from baselines.errors import RunError, UsageError
 from baselines.io import load_checkpoint, save_checkpoint, save_weights
 from baselines.results import (
@@ -136,7 +136,7 @@ class Run:
             raise
         if not resume:  # files of an earlier start (or, with --overwrite, of a finished run)
             for child in self.dir.iterdir():
-                if child.name != "lock":
+                if child.name not in ("lock", "lock.pid"):
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         self.commit = git_commit()  # the code this run started from
         self.curve: list[dict[str, Any]] = []
@@ -148,18 +148,19 @@ class Run:
         self._bar: tqdm | None = None
 
     def _acquire_lock(self) -> FileLock:
-        """One process per run: a second one is refused, naming the holder."""
-        path = self.dir / "lock"
+        """One process per run: a second one is refused, naming the holder (its pid is written
+        to `lock.pid` once it holds `lock`; the lock itself is released by the OS if it dies)."""
+        path, pid_file = self.dir / "lock", self.dir / "lock.pid"
         lock = FileLock(str(path))
         try:
             lock.acquire(blocking=False)
         except Timeout:
-            holder = path.read_text().strip() if path.exists() else ""
+            holder = pid_file.read_text().strip() if pid_file.exists() else ""
             raise RunError(
                 f"run {self.name} is in use by process {holder or '(unknown)'}: wait for it to end or stop "
                 f"it (lock file {path})"
             ) from None
-        path.write_text(f"{os.getpid()}\n")
+        pid_file.write_text(f"{os.getpid()}\n")
         return lock
 
     def release(self) -> None:
@@ -195,8 +196,9 @@ class Run:
                 f"{self.dir} already holds a run: --resume to continue it, or --overwrite to start over"
             )
         if finished:
+            what = "an unreadable" if existing["stop_reason"] == "unreadable" else "a complete"
             raise UsageError(
-                f"a complete result of run {self.name} exists ({self.result_path}): "
+                f"{what} result of run {self.name} exists ({self.result_path}): "
                 "--overwrite to replace it and its weights, or another --results-dir"
             )
 
@@ -301,13 +303,6 @@ class Run:
         result (returns None)."""
         if not self.curve:
             return None
-        weights = None
-        if model is not None:
-            weights_path = weights_path_for(self.result_path)
-            weights = {
-                "path": weights_path.relative_to(self.results_dir.parent).as_posix(),
-                "sha256": save_weights(model, weights_path),
-            }
         result = {
             "schema_version": SCHEMA_VERSION,
             "task": self.cfg.task,
@@ -329,17 +324,19 @@ class Run:
             "steps_to": {str(t): steps_to(self.curve, t / 100) for t in (90, 99)},
             "curve": self.curve,
             "checkpoint": f"{self.name}/checkpoint.pt",
-            "weights": weights,
+            "weights": None,
         }
-        # what is written is what every reader accepts (checked as they will read it: from JSON)
-        validate_result(json.loads(json.dumps(result, allow_nan=False)), self.result_path)
+        # what is written is what every reader accepts (checked as they will read it: from JSON),
+        # checked before the weights are written, so that no weights file is left without its result
+        validate_result(json.loads(json.dumps(result)), self.result_path)
+        if model is not None:
+            weights_path = weights_path_for(self.result_path)
+            result["weights"] = {
+                "path": weights_path.relative_to(self.results_dir.parent).as_posix(),
+                "sha256": save_weights(model, weights_path),
+            }
         write_result_file(result, self.result_path)
         return self.result_path
-
-
-# settings that say how a run is watched, budgeted in time or placed, not what it learns: left out
-# of its name, and free to change when it resumes
-RESUMABLE_CHANGES = ("max_minutes", "checkpoint_every", "threads", "device")
 
 
 def config_id(cfg: TrainConfig) -> str:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -137,33 +137,36 @@ class Trainer:
             self.stop_reason, consistent = "interrupted", False
             print(f"\ninterrupted during step {self.step}: keeping the last checkpoint")
         except Exception as error:
-            # a step that raised: say how far the run got in a partial result (its accuracy is
-            # the last evaluation's, no weights: the model may be half updated), then re-raise
-            self.stop_reason = "error"
-            what = (
-                str(error)
-                if isinstance(error, RunError)
-                else f"step {self.step + 1} raised {type(error).__name__}"
-            )
-            self.run.close()
-            self.result_path = self.run.write_result(self._final(), self.step, "error", error=f"{what}")
-            written = (
-                f"partial result {self.result_path}" if self.result_path else "no result (nothing evaluated)"
-            )
-            print(f"\n{what}: {written}")
-            self.run.release()
-            raise
+            self._fail(error, f"step {self.step + 1} raised {type(error).__name__}")
         if self.stop_reason == "interrupted" and consistent:
             print(f"\nstopped after step {self.step}: writing a checkpoint and a partial result")
-        if not self.run.curve or self.run.curve[-1]["step"] != self.step:
-            self.evaluate(metrics)
-        if consistent:
-            self.checkpoint()
+        try:
+            if not self.run.curve or self.run.curve[-1]["step"] != self.step:
+                self.evaluate(metrics)
+            if consistent:
+                self.checkpoint()
+        except RunError as error:
+            self._fail(error, str(error))
         self.run.close()
         final = self._final()
         self.result_path = self.run.write_result(final, self.step, self.stop_reason, model=self.model)
         self.run.release()
         return final
+
+    def _fail(self, error: Exception, what: str) -> NoReturn:
+        """A step (or the last evaluation) raised: say how far the run got in a partial result (its
+        accuracy is the last evaluation's, no weights: the model may be half updated), then
+        re-raise."""
+        self.stop_reason = "error"
+        what = str(error) if isinstance(error, RunError) else what
+        self.run.close()
+        self.result_path = self.run.write_result(self._final(), self.step, "error", error=what)
+        written = (
+            f"partial result {self.result_path}" if self.result_path else "no result (nothing evaluated)"
+        )
+        print(f"\n{what}: {written}")
+        self.run.release()
+        raise error
 
     def _final(self) -> dict[str, Any]:
         final = {**self.last_eval, "curriculum": self.curriculum.state_dict()}
@@ -172,6 +175,9 @@ class Trainer:
 
     def evaluate(self, metrics: dict[str, float]) -> None:
         self.check_weights_finite(f"by step {self.step}")
+        bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
+        if bad:  # e.g. the learned expert's loss, or an RL agent's
+            raise RunError(f"the metric {bad[0]} became non-finite ({metrics[bad[0]]}) by step {self.step}")
         result = self.eval_set.evaluate(self.model)
         self.last_eval = result
         self.run.log(

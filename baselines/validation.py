@@ -69,3 +69,12 @@ def check_range(
         else:
             bound = f"in ({low}, {high}]" if open_low else f"in [{low}, {high}]"
         raise ValueError(f"{prefix}{name} must be {bound}, got {value!r}")
+
+
+def normalise_floats(config: Any) -> None:
+    """An integer given for a float field becomes a float (`--set lr=1` and `--lr 1` are one
+    setting, so they name one run)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(_default(f), float) and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, f.name, float(value))

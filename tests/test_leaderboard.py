@@ -136,6 +136,10 @@ def test_committed_result_files_are_valid():
         (lambda r: r.update(verified={"ok": "yes"}), "verified must be null or"),
         (lambda r: r.update(error=3), "error must be null or text"),
         (lambda r: r.update(resumed_at=["6"]), "resumed_at must be a list of steps"),
+        (lambda r: r["steps_to"].update({"90": 5}), "steps_to.90 must be null or"),
+        (lambda r: r["steps_to"].update({"90": "step wall_seconds"}), "steps_to.90 must be null or"),
+        (lambda r: r["counts"].update({"<img src=x>|[x](http://e)": 1}), "is not a name"),
+        (lambda r: r.update(final=[]), "final should be dict"),
     ],
 )
 def test_a_malformed_or_incomplete_result_is_refused_clearly(change, message, tmp_path):
@@ -153,6 +157,26 @@ def test_a_file_that_is_not_json_is_refused(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(ResultError, match="x.json: not valid JSON"):
         load_results(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("a.json", lambda p: p.write_bytes(b"\xff\xfe{"), "cannot be read as JSON"),
+        ("a.json", lambda p: p.mkdir(), "cannot be read as JSON"),
+        ("a.json", lambda p: p.write_text("[" * 100_000), "cannot be read as JSON"),
+        ("a.json", lambda p: p.write_text("1" * 5000), "cannot be read as JSON"),
+        ("a.json", lambda p: p.write_text("[1, 2]"), "not a JSON object"),
+        ("a|<b>.json", lambda p: p.write_text("{}"), "a result file is named"),
+    ],
+    ids=["not utf-8", "a folder", "nested 100k deep", "a 5000-digit number", "a list", "odd name"],
+)
+def test_a_file_that_cannot_be_read_is_refused_not_crashed_on(name, make, message, tmp_path):
+    make(tmp_path / name)
+    with pytest.raises(ResultError, match=message):
+        load_result(tmp_path / name)
+    skipped: list = []
+    assert load_results(tmp_path, skipped) == [] and len(skipped) == 1
 
 
 # -- the leaderboard -----------------------------------------

@@ -330,3 +330,59 @@ def test_reproduce_retrains_a_result_into_a_fresh_folder_and_compares(tmp_path, 
     assert f"{trainer.result_path.name}" in out and "+0.0000" in out
     with pytest.raises(SystemExit):
         amp_main(["reproduce", str(trainer.result_path), "--runs-dir", str(ROOT / "leaderboard" / "x")])
+
+
+def test_a_submission_that_fails_verification_leaves_the_leaderboard_as_it_was(tmp_path, capsys):
+    board = tmp_path / "board"
+    first = train("supervised", tiny(), runs_dir=tmp_path / "a", quiet=True)
+    amp_main(["submit", str(first.result_path), "--leaderboard-dir", str(board)])
+    published = sorted(p.read_bytes() for p in board.rglob("*") if p.is_file())
+    second = train("supervised", tiny(), runs_dir=tmp_path / "b", quiet=True)
+    claimed = load_result(second.result_path)
+    claimed["final"]["accuracy"] = 1.0 if claimed["final"]["accuracy"] < 0.5 else 0.0  # a wrong claim
+    second.result_path.write_text(json.dumps(claimed))
+    with pytest.raises(SystemExit) as exit_:
+        amp_main(["submit", str(second.result_path), "--leaderboard-dir", str(board), "--overwrite"])
+    assert exit_.value.code == 1 and "not published" in capsys.readouterr().err
+    assert sorted(p.read_bytes() for p in board.rglob("*") if p.is_file()) == published
+
+
+def test_verify_takes_only_the_runs_own_checkpoint_and_keeps_weights_that_fail(tmp_path):
+    from baselines.results import ResultError, verify
+
+    run = train("supervised", tiny(), runs_dir=tmp_path / "a", quiet=True)
+    other = train("supervised", tiny(seed=1), runs_dir=tmp_path / "b", quiet=True)  # as many steps
+    weights = tmp_path / "a" / "weights" / (run.result_path.stem + ".safetensors")
+    before = weights.read_bytes()
+    with pytest.raises(ResultError, match="is not this run's checkpoint .*seed"):
+        verify(run.result_path, checkpoint=other.run.checkpoint_path)
+    claimed = load_result(run.result_path)  # the run's own checkpoint, against a wrong claim
+    claimed["final"]["accuracy"] = 1.0 if claimed["final"]["accuracy"] < 0.5 else 0.0
+    run.result_path.write_text(json.dumps(claimed))
+    outcome = verify(run.result_path, checkpoint=run.run.checkpoint_path)
+    assert not outcome["ok"] and weights.read_bytes() == before
+    assert load_result(run.result_path)["verified"]["weights_sha256"] is None
+
+
+def test_reproduce_refuses_the_folder_the_result_is_in(tmp_path, capsys):
+    trainer = train("supervised", tiny(), quiet=True)
+    with pytest.raises(SystemExit) as exit_:
+        amp_main(["reproduce", str(trainer.result_path), "--runs-dir", "runs"])
+    assert exit_.value.code == 2 and "a folder of its own" in capsys.readouterr().err
+
+
+def test_an_integer_for_a_float_setting_names_the_same_run():
+    from baselines.run import config_id
+
+    assert config_id(tiny(lr=1)) == config_id(tiny(lr=1.0))
+    assert config_id(tiny(model_overrides={"route_init_std": 1})) == config_id(
+        tiny(model_overrides={"route_init_std": 1.0})
+    )
+
+
+def test_a_plugin_that_does_not_import_is_one_line(tmp_path, capsys):
+    (tmp_path / "broken_plugin.py").write_text("def oops(:\n")
+    with pytest.raises(SystemExit) as exit_:
+        amp_main(["train", "--import", str(tmp_path / "broken_plugin.py")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "cannot import" in err and "SyntaxError" in err and err.count("\n") == 1
