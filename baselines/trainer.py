@@ -164,8 +164,10 @@ class Trainer:
         written = (
             f"partial result {self.result_path}" if self.result_path else "no result (nothing evaluated)"
         )
-        print(f"\n{what}: {written}")
         self.run.release()
+        if isinstance(error, RunError):  # the caller reports it (`amp`: one line)
+            raise RunError(f"{what}: {written}") from None
+        print(f"\n{what}: {written}")
         raise error
 
     def _final(self) -> dict[str, Any]:
