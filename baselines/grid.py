@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from baselines.errors import UsageError
-from baselines.methods import get_method, import_plugins
-from baselines.results import ResultError, load_result
+from baselines.methods import get_method, import_plugins, train
+from baselines.results import ResultError, load_result, load_results, recorded_config
 from baselines.run import config_id, run_name
 
 
@@ -79,8 +79,6 @@ def find_results(results_dir: str | Path, specs: Iterable[RunSpec]) -> dict[RunS
     config the file records, not by its name, leaving out the evaluation schedule and, where the
     learning rate is constant, the step budget (the weights are those of the same run as far as
     it got; the bars' files were made that way). Of several, the one that trained longest."""
-    from baselines.results import load_results, recorded_config
-
     def key(method: str, cfg: Any) -> tuple[str, str]:
         cfg = dataclasses.replace(cfg, eval_every=1)
         if cfg.lr_schedule == "constant":
@@ -135,8 +133,6 @@ def spec_from_result(
 ) -> RunSpec:
     """The run a result file records (the config it trained with, settings it predates at their
     value from before them; with `changes`), to train again into `runs_dir`."""
-    from baselines.results import recorded_config
-
     import_plugins(plugins)
     names = {f.name for f in dataclasses.fields(get_method(result["method"]).config)}
     unknown = sorted(set(changes) - names)
@@ -168,8 +164,6 @@ def compare_table(recorded: list[dict[str, Any]], paths: list[Path], specs: list
 def run_one(spec: RunSpec) -> dict[str, Any]:
     """Train one run in this process (quietly; Ctrl-C/SIGTERM stop it cleanly with a partial
     result), resuming it if it has a checkpoint; returns a summary."""
-    from baselines.methods import train
-
     start = time.perf_counter()
     try:
         import_plugins(spec.plugins)

@@ -104,8 +104,8 @@ def machine(device: str = "cpu") -> dict[str, Any]:
 
 
 class Run:
-    """One training run. `runs/<name>/` holds checkpoint.pt, log.csv, log.jsonl, tb/ and `lock`
-    (the pid of the one process that may write there); the result file goes to
+    """One training run. `runs/<name>/` holds checkpoint.pt, log.csv, log.jsonl, tb/, `lock` and
+    `lock.pid` (the one process that may write there); the result file goes to
     `<results_dir>/<name>.json` (default `runs/results/`), the weights beside it in
     `<results_dir>/../weights/<name>.safetensors`. Nothing under `leaderboard/` is written unless
     `results_dir` names it, and a complete result is never replaced unless `overwrite`."""
