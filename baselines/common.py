@@ -343,12 +343,28 @@ class ReplayBuffer:
 @torch.no_grad()
 def predict(model: Answerer, facts: np.ndarray, questions: np.ndarray) -> np.ndarray:
     """The model's answer tokens (B, Q) to questions (B, Q, Lq) about facts (B, F, Lf)."""
+    check_shapes_for(model, facts, questions)
     was_training = model.training
     model.eval()
     try:
         return model(torch.from_numpy(facts), torch.from_numpy(questions)).argmax(-1).cpu().numpy()
     finally:
         model.train(was_training)
+
+
+def check_shapes_for(model: Answerer, facts: np.ndarray, questions: np.ndarray) -> None:
+    """ValueError if the facts or questions are not what `model` was built for: a token beyond its
+    vocabulary (a task made at a larger size than the model's) or rows of another length."""
+    top = max(int(facts.max(initial=0)), int(questions.max(initial=0)))
+    if top >= model.vocab_size:
+        raise ValueError(
+            f"token {top} is beyond this model's vocabulary of {model.vocab_size}: it was built for a task "
+            "of a smaller (max_)size than the one asked"
+        )
+    if facts.shape[-1] != model.fact_len:
+        raise ValueError(
+            f"facts of length {facts.shape[-1]}, this model reads facts of length {model.fact_len}"
+        )
 
 
 class ModelAnswerer:

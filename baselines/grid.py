@@ -79,6 +79,7 @@ def find_results(results_dir: str | Path, specs: Iterable[RunSpec]) -> dict[RunS
     config the file records, not by its name, leaving out the evaluation schedule and, where the
     learning rate is constant, the step budget (the weights are those of the same run as far as
     it got; the bars' files were made that way). Of several, the one that trained longest."""
+
     def key(method: str, cfg: Any) -> tuple[str, str]:
         cfg = dataclasses.replace(cfg, eval_every=1)
         if cfg.lr_schedule == "constant":

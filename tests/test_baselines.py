@@ -875,3 +875,13 @@ def test_loop_readout_needs_registers():
         tiny(SupervisedConfig, model_overrides={"registers": 2, "loop_readout": "1"}).validate()
     with pytest.raises(ValueError, match="loop_readout must be a number >= 0"):
         tiny(SupervisedConfig, model_overrides={"registers": 2, "loop_readout": -1.0}).validate()
+
+
+def test_a_model_asked_about_a_larger_task_than_it_was_built_for_says_so():
+    """X built at size 8 has no embedding for size 12's names: a clear error, not an IndexError."""
+    task8, task12 = make_task("PermutationPower", 8), make_task("PermutationPower", 12)
+    model = tiny_model(task8)
+    ctx = task12.generate(np.random.default_rng(0), 2)
+    q = task12.sample_questions(ctx, np.random.default_rng(1)).reshape(2, 1, -1)
+    with pytest.raises(ValueError, match="beyond this model's vocabulary"):
+        ModelAnswerer(model)(ctx.facts, q[:, 0])
