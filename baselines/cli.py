@@ -257,7 +257,14 @@ def reproduce_main(argv: list[str]) -> list[dict[str, Any]]:
 
 
 def submit_main(argv: list[str]) -> list[Path]:
-    from baselines.results import ResultError, load_result, recorded_weights_file, verify, write_result_file
+    from baselines.results import (
+        ResultError,
+        load_result,
+        recorded_weights_file,
+        verify,
+        weights_path_for,
+        write_result_file,
+    )
 
     parser = ArgumentParser(
         prog="amp submit",
@@ -291,7 +298,7 @@ def submit_main(argv: list[str]) -> list[Path]:
             )
         weights = recorded_weights_file(result, path)
         assert weights is not None  # verify found it
-        target_weights = target.parent.parent / "weights" / weights.name
+        target_weights = weights_path_for(target).with_suffix(weights.suffix)
         target_weights.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(weights, target_weights)
         result["verified"] = {k: v for k, v in outcome.items() if k != "source"}

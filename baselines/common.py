@@ -17,7 +17,7 @@ import torch
 from amp_envs.tasks import TASKS, Contexts, Task, make_task
 from amp_envs.tasks.base import UNKNOWN, ExpertProgram, Transcripts
 from baselines.model import Answerer, ModelConfig
-from baselines.validation import check_fields, check_range, normalise_floats
+from baselines.validation import check_fields, check_range, float_where_default_is, normalise_floats
 
 EVAL_SEED = 1810_08575  # the held-out test set's seed (the paper's arXiv number), never trained on
 
@@ -25,6 +25,15 @@ EVAL_SEED = 1810_08575  # the held-out test set's seed (the paper's arXiv number
 # settings that say how a run is budgeted in time, checkpointed or placed, not what it learns:
 # left out of its name (`baselines.run.config_id`), and free to change when it resumes
 RESUMABLE_CHANGES = ("max_minutes", "checkpoint_every", "threads", "device")
+
+
+def differing_settings(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The settings (but `RESUMABLE_CHANGES`) in which two configs, as dicts, differ: what keeps a
+    checkpoint from resuming a run or from standing for a result's run."""
+    keys = (recorded.keys() | current.keys()) - set(RESUMABLE_CHANGES)
+    return sorted(k for k in keys if recorded.get(k) != current.get(k))
+
+
 CURRICULA = ("auto", "difficulty", "size", "both", "none")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -87,10 +96,7 @@ class TrainConfig:
             and self.model in ModelConfig.PRESETS
         ):
             preset = dataclasses.asdict(ModelConfig.preset(self.model))
-            floats = {k for k, v in preset.items() if isinstance(v, float)}
-            overrides = {
-                k: float(v) if k in floats and type(v) is int else v for k, v in self.model_overrides.items()
-            }
+            overrides = {k: float_where_default_is(v, preset.get(k)) for k, v in self.model_overrides.items()}
             self.model_overrides = {**preset, **overrides}
 
     def model_config(self) -> ModelConfig:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from baselines.common import RESUMABLE_CHANGES, EvalSet, TrainConfig, build_model
+from baselines.common import EvalSet, TrainConfig, build_model, differing_settings
 from baselines.errors import UsageError
 from baselines.io import (
     LEGACY_WEIGHTS_SUFFIX,
@@ -386,10 +386,9 @@ def _model_state(result: dict[str, Any], path: Path, checkpoint: Path | None) ->
             raise ResultError(
                 f"{checkpoint}: this checkpoint holds no model weights to verify (an RL agent's)"
             )
+        # the result's own keys only: a file written before a setting existed lacks it
         theirs = state.get("config", {})
-        differ = sorted(
-            k for k, v in result["config"].items() if k not in RESUMABLE_CHANGES and theirs.get(k) != v
-        )
+        differ = differing_settings(result["config"], {k: theirs.get(k) for k in result["config"]})
         if state.get("method") != result["method"] or differ:
             raise ResultError(
                 f"{checkpoint} is not this run's checkpoint (method or config differ: {differ or 'method'})"

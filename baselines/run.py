@@ -21,7 +21,7 @@ import torch
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from baselines.common import RESUMABLE_CHANGES, TrainConfig
+from baselines.common import RESUMABLE_CHANGES, TrainConfig, differing_settings
 from baselines.errors import RunError, UsageError
 from baselines.io import load_checkpoint, save_checkpoint, save_weights
 from baselines.results import (
@@ -264,10 +264,8 @@ class Run:
 
     def load_checkpoint(self) -> dict[str, Any]:
         state = load_checkpoint(self.checkpoint_path)
-        theirs = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
-        ours = {k: v for k, v in asdict(self.cfg).items() if k not in RESUMABLE_CHANGES}
-        if state["method"] != self.method or theirs != ours:
-            changed = sorted(k for k in ours.keys() | theirs.keys() if theirs.get(k) != ours.get(k))
+        changed = differing_settings(state["config"], asdict(self.cfg))
+        if state["method"] != self.method or changed:
             raise UsageError(
                 f"checkpoint {self.checkpoint_path} was written by a different method or config "
                 f"(differs in: {changed or 'method'}); resume with the same arguments "

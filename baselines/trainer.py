@@ -137,7 +137,7 @@ class Trainer:
             self.stop_reason, consistent = "interrupted", False
             print(f"\ninterrupted during step {self.step}: keeping the last checkpoint")
         except Exception as error:
-            self._fail(error, f"step {self.step + 1} raised {type(error).__name__}")
+            self._fail(error)
         if self.stop_reason == "interrupted" and consistent:
             print(f"\nstopped after step {self.step}: writing a checkpoint and a partial result")
         try:
@@ -146,19 +146,23 @@ class Trainer:
             if consistent:
                 self.checkpoint()
         except RunError as error:
-            self._fail(error, str(error))
+            self._fail(error)
         self.run.close()
         final = self._final()
         self.result_path = self.run.write_result(final, self.step, self.stop_reason, model=self.model)
         self.run.release()
         return final
 
-    def _fail(self, error: Exception, what: str) -> NoReturn:
+    def _fail(self, error: Exception) -> NoReturn:
         """A step (or the last evaluation) raised: say how far the run got in a partial result (its
         accuracy is the last evaluation's, no weights: the model may be half updated), then
         re-raise."""
         self.stop_reason = "error"
-        what = str(error) if isinstance(error, RunError) else what
+        what = (
+            str(error)
+            if isinstance(error, RunError)
+            else f"step {self.step + 1} raised {type(error).__name__}"
+        )
         self.run.close()
         self.result_path = self.run.write_result(self._final(), self.step, "error", error=what)
         written = (

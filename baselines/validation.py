@@ -71,10 +71,13 @@ def check_range(
         raise ValueError(f"{prefix}{name} must be {bound}, got {value!r}")
 
 
+def float_where_default_is(value: Any, default: Any) -> Any:
+    """An integer given where the default is a float becomes a float (`--set lr=1` and `--lr 1` are
+    one setting, so they name one run); anything else is returned as it is."""
+    return float(value) if isinstance(default, float) and type(value) is int else value
+
+
 def normalise_floats(config: Any) -> None:
-    """An integer given for a float field becomes a float (`--set lr=1` and `--lr 1` are one
-    setting, so they name one run)."""
+    """`float_where_default_is` for every field of a config dataclass."""
     for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if isinstance(_default(f), float) and isinstance(value, int) and not isinstance(value, bool):
-            setattr(config, f.name, float(value))
+        setattr(config, f.name, float_where_default_is(getattr(config, f.name), _default(f)))
